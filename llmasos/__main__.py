@@ -1,0 +1,3 @@
+from llmasos.cli import main
+
+raise SystemExit(main())

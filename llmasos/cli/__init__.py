@@ -1,0 +1,55 @@
+"""The `llmasos` command. Each command group lives in its own module and registers its subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from llmasos import __version__
+from llmasos.cli import config_cmd, models_cmd
+from llmasos.errors import LLMasOSError
+from llmasos.settings import Settings, load_settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+# Each module exposes register(subparsers); a subcommand sets `handler` with set_defaults.
+_GROUPS = (models_cmd, config_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmasos",
+        description="Voice-first conversational interaction server for virtual worlds.",
+    )
+    parser.add_argument("--version", action="version", version=f"llmasos {__version__}")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="TOML settings file (default: $LLMASOS_CONFIG or ./llmasos.toml)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for group in _GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        logging.basicConfig(
+            level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except LLMasOSError as exc:
+        print(f"llmasos: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

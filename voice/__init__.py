@@ -1,0 +1,1 @@
+"""voice/: audio frames, VAD, endpointing, ASR and TTS. Imports nothing of llmasos, dialogue, memory or rtc."""

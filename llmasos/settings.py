@@ -158,9 +158,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
             settings = Settings.model_validate(merged)
     except ValidationError as exc:
         where = f" (file {file})" if file else ""
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid settings{where}: {problems}") from None
     return settings
 

@@ -9,14 +9,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from llmasos import __version__
-from llmasos.cli import config_cmd, models_cmd
+from llmasos.cli import bench_cmd, config_cmd, models_cmd
 from llmasos.errors import LLMasOSError
 from llmasos.settings import Settings, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 # Each module exposes register(subparsers); a subcommand sets `handler` with set_defaults.
-_GROUPS = (models_cmd, config_cmd)
+_GROUPS = (models_cmd, config_cmd, bench_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"llmasos {__version__}")
     parser.add_argument(
-        "--config", type=Path, default=None, help="TOML settings file (default: $LLMASOS_CONFIG or ./llmasos.toml)"
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML settings file (default: $LLMASOS_CONFIG or ./llmasos.toml)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in _GROUPS:
@@ -39,9 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
-        logging.basicConfig(
-            level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         handler: Handler = args.handler
         return handler(args, settings)
     except LLMasOSError as exc:

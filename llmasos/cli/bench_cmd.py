@@ -1,0 +1,36 @@
+"""`llmasos bench voice|dialogue`: measure speed and memory; write JSON and a Markdown table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from llmasos.settings import Settings
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser("bench", help="run a benchmark, write JSON + a Markdown table")
+    bsub = p.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
+    v = bsub.add_parser("voice", help="ASR latency/RTF/WER, VAD cost per frame, TTS time to first audio/RTF")
+    v.add_argument("--json", type=Path, default=Path("bench/results/voice.json"))
+    v.add_argument("--markdown", type=Path, default=Path("bench/results/voice.md"))
+    v.add_argument("--repeats", type=int, default=5, help="runs per clip for latency figures")
+    v.set_defaults(handler=_run_voice)
+    d = bsub.add_parser("dialogue", help="LLM time to first token and tokens/s, memory recall and writes")
+    d.add_argument("--json", type=Path, default=Path("bench/results/dialogue.json"))
+    d.add_argument("--markdown", type=Path, default=Path("bench/results/dialogue.md"))
+    d.add_argument("--sizes", default="1000,10000,100000", help="memory counts for the recall benchmark")
+    d.set_defaults(handler=_run_dialogue)
+
+
+def _run_voice(args: argparse.Namespace, settings: Settings) -> int:
+    from llmasos.bench import voice
+
+    return voice.run(args, settings)
+
+
+def _run_dialogue(args: argparse.Namespace, settings: Settings) -> int:
+    from llmasos.bench import dialogue
+
+    return dialogue.run(args, settings)

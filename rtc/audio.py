@@ -1,0 +1,223 @@
+"""The two audio edges of a session, each bounded with a named policy.
+
+- ``InboundAudio``: reads the remote track into a bounded queue that **drops the oldest** audio when the
+  consumer falls behind (a late utterance is worth less than a current one), counting what it dropped.
+- ``OutboundAudioTrack``: a pull-based aiortc track paced at 20 ms. The producer ``write()``s 48 kHz mono s16
+  PCM into a buffer of about 200 ms and waits while it is full, so ``clear()`` (barge-in) silences the
+  character within that bound. It counts the samples actually handed to the peer, so the conversation knows
+  what was played (``played_samples``, ``wait_played``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import fractions
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import av
+import numpy as np
+import numpy.typing as npt
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 48_000
+FRAME_MS = 20
+FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000  # 960
+_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+
+
+@dataclass(frozen=True)
+class PcmFrame:
+    """Interleaved signed 16-bit PCM as received: ``samples`` has ``frames * channels`` values."""
+
+    samples: npt.NDArray[np.int16]
+    sample_rate: int
+    channels: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.channels / self.sample_rate
+
+
+def pcm_from_av(frame: av.AudioFrame) -> PcmFrame:
+    """An av frame (packed or planar, s16 or float) as interleaved s16."""
+    channels = len(frame.layout.channels)
+    data = frame.to_ndarray()
+    if frame.format.is_planar:
+        data = data.T.reshape(-1)  # (channels, n) -> interleaved
+    else:
+        data = data.reshape(-1)
+    if data.dtype != np.int16:
+        data = (np.clip(data.astype(np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)
+    return PcmFrame(np.ascontiguousarray(data), frame.sample_rate, channels)
+
+
+class InboundAudio:
+    """Pulls a remote audio track into a bounded queue; ``frames()`` yields what arrives.
+
+    Policy: drop oldest. ``max_frames`` 20 ms frames are kept (default 5 s); ``dropped`` counts the rest.
+    """
+
+    def __init__(self, track: MediaStreamTrack, max_frames: int = 250) -> None:
+        self._track = track
+        self._queue: collections.deque[PcmFrame] = collections.deque(maxlen=max_frames)
+        self._ready = asyncio.Event()
+        self._ended = False
+        self.dropped = 0
+        self.received = 0
+        self._task = asyncio.create_task(self._pump(), name="rtc-inbound-audio")
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                frame = await self._track.recv()
+                if not isinstance(frame, av.AudioFrame):
+                    continue
+                pcm = pcm_from_av(frame)
+                if len(self._queue) == self._queue.maxlen:
+                    self.dropped += 1
+                self._queue.append(pcm)
+                self.received += 1
+                self._ready.set()
+        except MediaStreamError:
+            pass  # the remote track ended
+        finally:
+            self._ended = True
+            self._ready.set()
+
+    async def frames(self) -> AsyncIterator[PcmFrame]:
+        while True:
+            while self._queue:
+                yield self._queue.popleft()
+            if self._ended:
+                return
+            self._ready.clear()
+            await self._ready.wait()
+
+    async def close(self) -> None:
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class OutboundAudioTrack(MediaStreamTrack):
+    """48 kHz mono audio to the peer, paced at 20 ms; silence when there is nothing to say."""
+
+    kind = "audio"
+
+    def __init__(self, buffer_ms: int = 200, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+        super().__init__()
+        self._capacity = SAMPLE_RATE * buffer_ms // 1000
+        self._buffer = collections.deque[npt.NDArray[np.int16]]()
+        self._buffered = 0
+        self._space = asyncio.Event()
+        self._space.set()
+        self._clock = clock
+        self._sleep = sleep
+        self._start: float | None = None
+        self._pts = 0
+        self.written_samples = 0  # everything accepted by write(), minus what clear() dropped
+        self.played_samples = 0  # everything handed to the peer
+        self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
+
+    @property
+    def buffered_ms(self) -> float:
+        return self._buffered * 1000 / SAMPLE_RATE
+
+    async def write(self, pcm: npt.NDArray[np.int16]) -> None:
+        """Queue 48 kHz mono s16 audio; waits while the ~200 ms buffer is full (the producer is paced)."""
+        if pcm.dtype != np.int16 or pcm.ndim != 1:
+            raise ValueError("write() takes a 1-D int16 array of 48 kHz mono samples")
+        offset = 0
+        while offset < len(pcm):
+            while self._buffered >= self._capacity:
+                self._space.clear()
+                await self._space.wait()
+            take = min(len(pcm) - offset, self._capacity - self._buffered)
+            self._buffer.append(pcm[offset : offset + take])
+            self._buffered += take
+            self.written_samples += take
+            offset += take
+
+    def clear(self) -> int:
+        """Drop everything not yet played (barge-in). Returns how many samples were dropped."""
+        dropped = self._buffered
+        self._buffer.clear()
+        self._buffered = 0
+        self.written_samples -= dropped
+        self._space.set()
+        for _, fut in self._waiters:  # every waiter left is beyond what was played
+            if not fut.done():
+                fut.set_result(False)
+        self._waiters.clear()
+        return dropped
+
+    def wait_played(self, sample_index: int) -> asyncio.Future[bool]:
+        """Resolves True once playback reaches ``sample_index`` (in ``written_samples`` units), False if the
+        audio before it is cleared first. Wait only for indices already written or about to be."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if sample_index <= self.played_samples:
+            fut.set_result(True)
+        else:
+            self._waiters.append((sample_index, fut))
+        return fut
+
+    def _take(self, n: int) -> npt.NDArray[np.int16]:
+        out = np.zeros(n, dtype=np.int16)
+        filled = 0
+        while filled < n and self._buffer:
+            head = self._buffer[0]
+            take = min(n - filled, len(head))
+            out[filled : filled + take] = head[:take]
+            if take == len(head):
+                self._buffer.popleft()
+            else:
+                self._buffer[0] = head[take:]
+            filled += take
+        self._buffered -= filled
+        self.played_samples += filled
+        if filled:
+            self._space.set()
+            if self._waiters:
+                still = []
+                for index, fut in self._waiters:
+                    if fut.done():
+                        continue
+                    if index <= self.played_samples:
+                        fut.set_result(True)
+                    else:
+                        still.append((index, fut))
+                self._waiters = still
+        return out
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = self._clock()
+        else:
+            self._pts += FRAME_SAMPLES
+            wait = self._start + self._pts / SAMPLE_RATE - self._clock()
+            if wait > 0:
+                await self._sleep(wait)
+        samples = self._take(FRAME_SAMPLES)
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._pts
+        frame.time_base = _TIME_BASE
+        return frame
+
+    def stop(self) -> None:
+        self.clear()
+        super().stop()

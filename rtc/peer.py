@@ -1,0 +1,177 @@
+"""One aiortc peer connection per session: non-trickle signalling, the `events` data channel, audio edges.
+
+``PeerSession.accept(offer_sdp, options)`` answers an offer (ICE gathering completes before the answer is
+returned, so the answer carries every candidate). The session then exposes:
+
+- ``audio_frames()``: the caller's microphone as ``PcmFrame``s (bounded, drop-oldest);
+- ``speaker``: the ``OutboundAudioTrack`` the character speaks into;
+- ``send(message)``: a server message on the data channel (held, in order, until the channel opens);
+- ``messages()``: parsed client messages, or ``ProtocolError``s to answer with an `error` event;
+- ``closed``: set when the peer goes away (closed, failed, or ICE consent expired).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcdatachannel import RTCDataChannel
+from pydantic import BaseModel
+
+from rtc.audio import InboundAudio, OutboundAudioTrack, PcmFrame
+from rtc.errors import ProtocolError, SignalingError
+from rtc.loopback import allow_loopback_candidates
+from rtc.protocol import CHANNEL_LABEL, ClientMessage, encode, parse_client_message
+
+log = logging.getLogger(__name__)
+
+MAX_SDP_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class PeerOptions:
+    ice_servers: tuple[str, ...] = ()  # e.g. ("stun:stun.example.org:3478",); empty: host candidates only
+    allow_loopback: bool = False  # offer 127.0.0.1 host candidates (loopback-only networks, tests)
+    inbound_max_frames: int = 250  # 5 s of 20 ms frames, then the oldest is dropped
+    speaker_buffer_ms: int = 200
+    max_pending_messages: int = 1000  # held until the data channel opens
+
+
+class PeerSession:
+    def __init__(self, pc: RTCPeerConnection, options: PeerOptions) -> None:
+        self._pc = pc
+        self._options = options
+        self.speaker = OutboundAudioTrack(options.speaker_buffer_ms)
+        self.closed = asyncio.Event()
+        self._inbound: InboundAudio | None = None
+        self._track_ready = asyncio.Event()
+        self._channel: RTCDataChannel | None = None
+        self.channel_open = asyncio.Event()
+        self._pending: collections.deque[str] = collections.deque(maxlen=options.max_pending_messages)
+        self._incoming: asyncio.Queue[ClientMessage | ProtocolError | None] = asyncio.Queue(maxsize=256)
+        self.answer: RTCSessionDescription | None = None
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio" and self._inbound is None:
+                self._inbound = InboundAudio(track, options.inbound_max_frames)
+                self._track_ready.set()
+
+        @pc.on("datachannel")
+        def on_datachannel(channel: RTCDataChannel) -> None:
+            if channel.label != CHANNEL_LABEL or self._channel is not None:
+                log.info("ignoring data channel", extra={"label": channel.label})
+                return
+            self._attach(channel)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            log.debug("peer connection state", extra={"state": pc.connectionState})
+            if pc.connectionState in ("failed", "closed"):
+                await self.close()
+
+    @classmethod
+    async def accept(cls, sdp: str, options: PeerOptions = PeerOptions()) -> PeerSession:
+        """Answer a client's offer. Raises SignalingError on an offer that cannot be answered."""
+        if len(sdp.encode("utf-8", errors="replace")) > MAX_SDP_BYTES:
+            raise SignalingError(f"SDP larger than {MAX_SDP_BYTES} bytes", code="sdp_too_large")
+        if "m=audio" not in sdp:
+            raise SignalingError("the offer has no audio media section (m=audio)", code="bad_sdp")
+        if options.allow_loopback:
+            allow_loopback_candidates()
+        config = RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in options.ice_servers])
+        pc = RTCPeerConnection(configuration=config)
+        session = cls(pc, options)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            pc.addTrack(session.speaker)  # reuses the offer's audio transceiver: sendrecv
+            await pc.setLocalDescription(await pc.createAnswer())  # waits for ICE gathering
+        except (ValueError, TypeError, KeyError, IndexError, AssertionError) as exc:
+            await pc.close()
+            raise SignalingError(f"cannot answer this offer: {exc or type(exc).__name__}", code="bad_sdp") from None
+        session.answer = pc.localDescription
+        return session
+
+    def _attach(self, channel: RTCDataChannel) -> None:
+        self._channel = channel
+
+        def flush() -> None:
+            while self._pending and channel.readyState == "open":
+                channel.send(self._pending.popleft())
+            self.channel_open.set()
+
+        if channel.readyState == "open":
+            flush()
+        else:
+            channel.on("open", flush)
+
+        @channel.on("message")
+        def on_message(raw: str | bytes) -> None:
+            try:
+                item: ClientMessage | ProtocolError = parse_client_message(raw)
+            except ProtocolError as exc:
+                item = exc
+            if self._incoming.full():
+                item = ProtocolError("too many messages; slow down", code="rate_limited")
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    self._incoming.get_nowait()
+            self._incoming.put_nowait(item)
+
+        @channel.on("close")
+        def on_close() -> None:
+            self.channel_open.clear()
+
+    def send(self, message: BaseModel) -> None:
+        """Send a server message; held in order until the channel is open."""
+        data = encode(message)
+        channel = self._channel
+        if channel is not None and channel.readyState == "open" and not self._pending:
+            channel.send(data)
+        else:
+            self._pending.append(data)
+
+    async def messages(self) -> AsyncIterator[ClientMessage | ProtocolError]:
+        while True:
+            item = await self._incoming.get()
+            if item is None:
+                return
+            yield item
+
+    async def audio_frames(self) -> AsyncIterator[PcmFrame]:
+        """The caller's microphone. Ends when the track ends or the session closes."""
+        waiter = asyncio.ensure_future(self._track_ready.wait())
+        closer = asyncio.ensure_future(self.closed.wait())
+        try:
+            await asyncio.wait({waiter, closer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            closer.cancel()
+        if self._inbound is None:
+            return
+        async for frame in self._inbound.frames():
+            yield frame
+
+    @property
+    def inbound(self) -> InboundAudio | None:
+        return self._inbound
+
+    @property
+    def connection_state(self) -> str:
+        return str(self._pc.connectionState)
+
+    async def close(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        with contextlib.suppress(asyncio.QueueFull):
+            self._incoming.put_nowait(None)
+        self.speaker.stop()
+        if self._inbound is not None:
+            await self._inbound.close()
+        await self._pc.close()

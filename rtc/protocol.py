@@ -1,0 +1,197 @@
+"""The data-channel protocol: JSON objects with a `type`, on a channel labelled `events`.
+
+Server to client: session, state, transcript, reply, action, interrupted, metrics, error, pong.
+Client to server: text, interrupt, ping.
+
+`schemas()` returns the JSON Schema of each direction; docs/protocol/*.schema.json are generated from it
+(client authors for Unity, Unreal and WebXR read those files).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from rtc.errors import ProtocolError
+
+CHANNEL_LABEL = "events"
+MAX_MESSAGE_BYTES = 16 * 1024
+MAX_TEXT_CHARS = 2000
+
+JsonScalar = str | int | float | bool | None
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- server to client ----------------------------------------------------------------------------------------
+
+
+class SessionMessage(_Message):
+    """Sent once when the data channel opens."""
+
+    type: Literal["session"] = "session"
+    session: str
+    character: str
+    player: str
+
+
+class StateMessage(_Message):
+    type: Literal["state"] = "state"
+    state: Literal["listening", "thinking", "speaking"]
+    turn: int | None = None
+
+
+class TranscriptMessage(_Message):
+    """What the server heard; partial while the user speaks, then final."""
+
+    type: Literal["transcript"] = "transcript"
+    text: str
+    final: bool
+    turn: int | None = None
+
+
+class ReplyMessage(_Message):
+    """The character's reply text as it streams: `text` is everything so far, `delta` what is new."""
+
+    type: Literal["reply"] = "reply"
+    text: str
+    delta: str = ""
+    final: bool = False
+    turn: int
+
+
+class ActionMessage(_Message):
+    """A world action, released when playback reaches `at_ms` into the reply audio."""
+
+    type: Literal["action"] = "action"
+    name: str
+    args: dict[str, JsonScalar] = Field(default_factory=dict)
+    turn: int
+    at_ms: int = Field(ge=0)
+
+
+class InterruptedMessage(_Message):
+    """The reply was cut (barge-in or `interrupt`): `heard` is what the user heard and what is remembered."""
+
+    type: Literal["interrupted"] = "interrupted"
+    turn: int
+    heard: str
+
+
+class MetricsMessage(_Message):
+    """A turn's timeline, in milliseconds from the end of the user's speech."""
+
+    type: Literal["metrics"] = "metrics"
+    turn: int
+    timeline_ms: dict[str, float]
+
+
+class ErrorMessage(_Message):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+
+
+class PongMessage(_Message):
+    type: Literal["pong"] = "pong"
+    id: str | int | None = None
+
+
+ServerMessage = Annotated[
+    SessionMessage
+    | StateMessage
+    | TranscriptMessage
+    | ReplyMessage
+    | ActionMessage
+    | InterruptedMessage
+    | MetricsMessage
+    | ErrorMessage
+    | PongMessage,
+    Field(discriminator="type"),
+]
+
+# ---- client to server ----------------------------------------------------------------------------------------
+
+
+class TextMessage(_Message):
+    """Typed input, answered like speech."""
+
+    type: Literal["text"]
+    text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+class InterruptMessage(_Message):
+    """Stop the character's current reply (like barge-in, without speaking)."""
+
+    type: Literal["interrupt"]
+
+
+class PingMessage(_Message):
+    type: Literal["ping"]
+    id: str | int | None = None
+
+
+ClientMessage = Annotated[TextMessage | InterruptMessage | PingMessage, Field(discriminator="type")]
+
+_client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+_server_adapter: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
+CLIENT_TYPES = ("text", "interrupt", "ping")
+
+
+def parse_client_message(raw: str | bytes) -> TextMessage | InterruptMessage | PingMessage:
+    """Parse one message from a client. Raises ProtocolError with a code the client can act on."""
+    if isinstance(raw, bytes | bytearray | memoryview):
+        raise ProtocolError("binary messages are not supported; send JSON text", code="binary_not_supported")
+    if len(raw.encode("utf-8", errors="surrogatepass")) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message larger than {MAX_MESSAGE_BYTES} bytes", code="message_too_large")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError(f"not valid JSON: {exc}", code="bad_json") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("a message must be a JSON object with a 'type'", code="bad_message")
+    kind = data.get("type")
+    if kind not in CLIENT_TYPES:
+        raise ProtocolError(
+            f"unknown message type {kind!r}; expected one of {', '.join(CLIENT_TYPES)}", code="unknown_type"
+        )
+    try:
+        return _client_adapter.validate_python(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'message'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ProtocolError(f"invalid {kind!r} message: {problems}", code="invalid_field") from None
+
+
+def encode(message: BaseModel) -> str:
+    return message.model_dump_json(exclude_none=True)
+
+
+def parse_server_message(raw: str) -> Any:
+    """For clients written in Python (tests, the latency bench)."""
+    return _server_adapter.validate_json(raw)
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schemas (draft 2020-12) of each direction, keyed by file stem."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, adapter, title in (
+        ("server-to-client", _server_adapter, "LLMasOS data channel: server to client"),
+        ("client-to-server", _client_adapter, "LLMasOS data channel: client to server"),
+    ):
+        body = adapter.json_schema()
+        out[name] = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": title,
+            "description": (
+                f"JSON text messages on the WebRTC data channel labelled '{CHANNEL_LABEL}', each an object with a "
+                f"'type'. Client messages are at most {MAX_MESSAGE_BYTES} bytes."
+            ),
+            **body,
+        }
+    return out

@@ -1,0 +1,157 @@
+"""Two real aiortc peers in one process, on loopback: audio both ways and the `events` data channel."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import av
+import numpy as np
+import pytest
+from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamTrack
+
+from rtc import PeerOptions, PeerSession, SignalingError
+from rtc.errors import ProtocolError
+from rtc.protocol import StateMessage, TextMessage
+
+pytestmark = pytest.mark.integration
+
+OPTIONS = PeerOptions(allow_loopback=True)
+
+
+class ToneTrack(MediaStreamTrack):
+    """A microphone that sings 440 Hz, paced in real time like a real one (48 kHz, 20 ms)."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pts = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        else:
+            wait = self._start + self._pts / 48000 - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)  # real-time pacing of a media source, not test synchronisation
+        t = (np.arange(960) + self._pts) / 48000
+        samples = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = 48000
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, 48000)
+        self._pts += 960
+        return frame
+
+
+@dataclass
+class Pair:
+    client: RTCPeerConnection
+    session: PeerSession
+    channel: RTCDataChannel  # the client's `events` channel
+    inbox: asyncio.Queue[str]  # what the client received on it
+    track: MediaStreamTrack  # the character's voice, as the client receives it
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[Pair]:
+    client = RTCPeerConnection()
+    client.addTrack(ToneTrack())
+    channel = client.createDataChannel("events")
+    inbox: asyncio.Queue[str] = asyncio.Queue()
+    channel.on("message", inbox.put_nowait)
+    remote: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+    client.on("track", lambda track: remote.done() or remote.set_result(track))
+    await client.setLocalDescription(await client.createOffer())
+
+    session = await PeerSession.accept(client.localDescription.sdp, OPTIONS)
+    assert session.answer is not None and session.answer.type == "answer"
+    await client.setRemoteDescription(session.answer)
+    track = await asyncio.wait_for(remote, 10)
+    try:
+        yield Pair(client, session, channel, inbox, track)
+    finally:
+        await session.close()
+        await client.close()
+
+
+async def test_audio_and_events_both_ways(pair: Pair) -> None:
+    session, inbox, track = pair.session, pair.inbox, pair.track
+
+    # server -> client: a message sent before the channel opened arrives, in order
+    session.send(StateMessage(state="listening"))
+    session.send(StateMessage(state="thinking", turn=1))
+    assert json.loads(await asyncio.wait_for(inbox.get(), 10)) == {"type": "state", "state": "listening"}
+    assert json.loads(await asyncio.wait_for(inbox.get(), 10))["state"] == "thinking"
+
+    # client -> server: the microphone arrives as 48 kHz frames with energy
+    energies = []
+    async for frame in session.audio_frames():
+        assert frame.sample_rate == 48000
+        energies.append(float(np.abs(frame.samples.astype(np.float32)).mean()))
+        if len(energies) >= 25:
+            break
+    assert max(energies) > 1000
+
+    # server -> client: the character's voice
+    tone = (np.sin(np.arange(48000) * 2 * np.pi * 300 / 48000) * 12000).astype(np.int16)
+    writer = asyncio.create_task(session.speaker.write(tone))
+    loudest = 0.0
+    for _ in range(150):
+        frame = await asyncio.wait_for(track.recv(), 5)
+        loudest = max(loudest, float(np.abs(frame.to_ndarray().astype(np.float32)).mean()))
+        if loudest > 1000:
+            break
+    assert loudest > 1000
+    await asyncio.wait_for(writer, 5)
+    assert session.speaker.played_samples > 0
+
+
+async def test_client_messages_and_errors(pair: Pair) -> None:
+    session = pair.session
+    await asyncio.wait_for(session.channel_open.wait(), 10)
+    pair.channel.send('{"type":"text","text":"hello"}')
+    pair.channel.send("{oops")
+    pair.channel.send(b"\x00\x01")
+    received = []
+    async for item in session.messages():
+        received.append(item)
+        if len(received) == 3:
+            break
+    assert received[0] == TextMessage(type="text", text="hello")
+    assert isinstance(received[1], ProtocolError) and received[1].code == "bad_json"
+    assert isinstance(received[2], ProtocolError) and received[2].code == "binary_not_supported"
+
+
+async def test_client_close_closes_the_session(pair: Pair) -> None:
+    await asyncio.wait_for(pair.session.channel_open.wait(), 10)
+    await pair.client.close()
+    await asyncio.wait_for(pair.session.closed.wait(), 40)
+
+
+@pytest.mark.parametrize(
+    ("sdp", "code"),
+    [("", "bad_sdp"), ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", "bad_sdp"), ("x" * 70000, "sdp_too_large")],
+)
+async def test_bad_offers_are_signalling_errors(sdp: str, code: str) -> None:
+    with pytest.raises(SignalingError) as info:
+        await PeerSession.accept(sdp, OPTIONS)
+    assert info.value.code == code
+
+
+async def test_offer_without_audio_is_refused() -> None:
+    client = RTCPeerConnection()
+    client.createDataChannel("events")
+    await client.setLocalDescription(await client.createOffer())
+    try:
+        with pytest.raises(SignalingError, match="no audio"):
+            await PeerSession.accept(client.localDescription.sdp, OPTIONS)
+    finally:
+        await client.close()

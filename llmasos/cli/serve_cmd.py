@@ -1,0 +1,35 @@
+"""`llmasos serve`: the HTTP + WebRTC server (browser client at /)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from llmasos.settings import Settings, load_settings
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser("serve", help="start the server (browser client at /)")
+    p.add_argument("--host", default=None, help="address to listen on (default: server.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: server.port, 8000)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from llmasos.server import create_app
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if overrides:
+        settings = load_settings(args.config, server=overrides)
+    app = create_app(settings)
+    print(f"llmasos: serving on http://{settings.server.host}:{settings.server.port}/ (loading models ...)", flush=True)
+    uvicorn.run(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level="warning" if settings.log_level != "debug" else "debug",
+        timeout_graceful_shutdown=5,
+    )
+    return 0

@@ -1,0 +1,97 @@
+"""The loaded, shared components of a server process, and how a new conversation is composed from them.
+
+``load_engine`` verifies and loads every model once (blocking, with progress lines: run it in a thread);
+``Engine.conversation`` opens a session's state (listener, dialogue manager) over the shared models.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dialogue import Backend, Character, scan
+from llmasos.conversation import Conversation, ConversationOptions, Services, Transport
+from llmasos.dialogue_factory import build_backend, build_manager, characters_dir
+from llmasos.errors import ConfigError
+from llmasos.memory_factory import open_memory
+from llmasos.models import ModelStore
+from llmasos.settings import Settings
+from llmasos.voice_factory import endpoint_options, load_asr, load_tts, load_vad, open_listener
+from memory import ChromaMemoryStore
+from voice.asr import WhisperASR
+from voice.tts import PiperTTS
+from voice.vad import SileroVAD
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    vad: SileroVAD
+    asr: WhisperASR
+    tts: PiperTTS
+    backend: Backend
+    memory: ChromaMemoryStore
+    characters: dict[str, Character]
+
+    def services(self) -> Services:
+        return Services(
+            open_listener=lambda: open_listener(self.settings, self.vad, self.asr), tts=self.tts, memory=self.memory
+        )
+
+    def conversation_options(self) -> ConversationOptions:
+        m = self.settings.memory
+        return ConversationOptions(
+            endpoint=endpoint_options(self.settings), recall_k=m.top_k, recall_budget_s=m.recall_budget_ms / 1000
+        )
+
+    def character(self, character_id: str) -> Character | None:
+        return self.characters.get(character_id)
+
+    def conversation(self, transport: Transport, character: Character, player: str) -> Conversation:
+        manager = build_manager(self.settings, self.backend, character)
+        return Conversation(self.services(), transport, manager, player, self.conversation_options())
+
+    async def aclose(self) -> None:
+        await self.memory.close()
+        self.tts.close()
+        self.asr.close()
+
+
+def load_engine(settings: Settings, progress: Progress = print) -> Engine:
+    """Verify and load everything once. Blocking; raises LLMasOSError/ModelError with a clear message."""
+    store = ModelStore(settings.data_dir)
+    steps: dict[str, Any] = {}
+
+    def step(name: str, load: Callable[[], Any]) -> Any:
+        progress(f"loading {name} ...")
+        t0 = time.perf_counter()
+        steps[name] = value = load()
+        progress(f"loaded {name} in {time.perf_counter() - t0:.1f} s")
+        return value
+
+    found, errors = scan(characters_dir(settings))
+    for error in errors:
+        log.error("invalid character file", extra={"reason": str(error)})
+    if not found:
+        raise ConfigError(f"no valid character in {characters_dir(settings)}")
+    progress(f"characters: {', '.join(found)}")
+    vad = step("VAD (Silero)", lambda: load_vad(settings, store))
+    asr = step(f"ASR (Whisper {settings.asr.model})", lambda: load_asr(settings, store))
+    tts = step("TTS (Piper)", lambda: load_tts(settings, store))
+    backend = step(f"LLM ({settings.llm.backend})", lambda: build_backend(settings))
+    memory = step("memory (ChromaDB + embeddings)", lambda: open_memory(settings))
+    progress("warming up ...")
+    t0 = time.perf_counter()
+    asr.transcribe_sync(np.zeros(16000, dtype=np.float32), final=True)
+    tts.synthesize_sync("Ready.")
+    progress(f"warm in {time.perf_counter() - t0:.1f} s")
+    return Engine(settings, vad, asr, tts, backend, memory, found)

@@ -1,0 +1,220 @@
+"""The HTTP server: the browser client, health, characters, and WebRTC signalling, in one process.
+
+    GET  /             the browser client
+    GET  /healthz      503 while the models load (or if loading failed), then 200
+    GET  /characters   the characters a client may talk to
+    GET  /rtc/config   ICE servers for clients
+    POST /rtc/offer    {"sdp", "type": "offer", "character", "player"} -> {"sdp", "type": "answer", "session"}
+
+Errors are JSON ``{"error": {"code": ..., "message": ...}}`` with a 4xx/5xx status. Models load once, in a
+thread, when the server starts; sessions are refused (503, Retry-After) until they are loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llmasos.conversation import Conversation
+from llmasos.engine import Engine, load_engine
+from llmasos.settings import Settings
+from rtc import PeerOptions, PeerSession, SignalingError
+from rtc.protocol import SessionMessage
+
+log = logging.getLogger(__name__)
+
+WEB = Path(__file__).parent / "web"
+_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+class OfferRequest(BaseModel):
+    sdp: str = Field(max_length=64 * 1024)
+    type: Literal["offer"]
+    character: str = Field(pattern=_ID.pattern)
+    player: str = Field(pattern=_ID.pattern)
+
+
+class OfferAnswer(BaseModel):
+    sdp: str
+    type: Literal["answer"] = "answer"
+    session: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+@dataclass
+class _Session:
+    id: str
+    peer: PeerSession
+    conversation: Conversation
+    task: asyncio.Task[None]
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    engine: Engine | None = None
+    loading_error: str | None = None
+    sessions: dict[str, _Session] = field(default_factory=dict)
+    progress: list[str] = field(default_factory=list)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def create_app(
+    settings: Settings, loader: Callable[[Settings, Callable[[str], None]], Engine] = load_engine
+) -> FastAPI:
+    state = ServerState(settings)
+
+    def progress(line: str) -> None:
+        state.progress.append(line)
+        log.info(line)
+        print(f"llmasos: {line}", flush=True)
+
+    async def load() -> None:
+        try:
+            state.engine = await asyncio.to_thread(loader, settings, progress)
+            progress(f"ready: open http://{settings.server.host}:{settings.server.port}/ in a browser")
+        except Exception as exc:  # shown by /healthz and the log; the server stays up to say so
+            state.loading_error = str(exc)
+            log.exception("loading failed")
+            print(f"llmasos: error: loading failed: {exc}", flush=True)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.create_task(load())
+        try:
+            yield
+        finally:
+            loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loading
+            for session in list(state.sessions.values()):
+                await session.peer.close()
+            tasks = [s.task for s in state.sessions.values()]
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            if state.engine is not None:
+                await state.engine.aclose()
+
+    app = FastAPI(title="LLMasOS", version="0.1.0", lifespan=lifespan)
+    app.state.llmasos = state
+    app.mount("/static", StaticFiles(directory=WEB), name="static")
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors())
+        return error(422, "invalid_request", problems or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, "http_error", str(exc.detail))
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(WEB / "index.html")
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        if state.engine is not None:
+            return JSONResponse({"status": "ok", "sessions": len(state.sessions)})
+        if state.loading_error is not None:
+            return JSONResponse({"status": "failed", "error": state.loading_error}, status_code=503)
+        return JSONResponse({"status": "loading", "progress": state.progress[-1:]}, status_code=503)
+
+    @app.get("/characters")
+    async def characters() -> dict[str, Any]:
+        if state.engine is None:
+            return {"characters": []}
+        return {
+            "characters": [
+                {"id": c.id, "name": c.name, "greeting": c.greeting, "actions": [a.name for a in c.actions]}
+                for c in state.engine.characters.values()
+            ]
+        }
+
+    @app.get("/rtc/config")
+    async def rtc_config() -> dict[str, Any]:
+        return {"iceServers": [{"urls": url} for url in settings.server.ice_servers]}
+
+    @app.post(
+        "/rtc/offer",
+        response_model=OfferAnswer,
+        responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    )
+    async def offer(body: OfferRequest) -> OfferAnswer | JSONResponse:
+        engine = state.engine
+        if engine is None:
+            return error(503, "loading", "the models are still loading; try again shortly", {"Retry-After": "5"})
+        character = engine.character(body.character)
+        if character is None:
+            known = ", ".join(engine.characters)
+            return error(404, "unknown_character", f"no character {body.character!r} (known: {known})")
+        options = PeerOptions(
+            ice_servers=tuple(settings.server.ice_servers),
+            allow_loopback=_allow_loopback(settings),
+        )
+        try:
+            peer = await PeerSession.accept(body.sdp, options)
+        except SignalingError as exc:
+            return error(400, exc.code, exc.message)
+        assert peer.answer is not None
+        session_id = uuid.uuid4().hex
+        conversation = engine.conversation(peer, character, body.player)
+        peer.send(SessionMessage(session=session_id, character=character.id, player=body.player))
+        task = asyncio.create_task(_run(state, session_id, peer, conversation), name=f"session-{session_id}")
+        state.sessions[session_id] = _Session(session_id, peer, conversation, task)
+        log.info("session started", extra={"session": session_id, "character": character.id})
+        return OfferAnswer(sdp=peer.answer.sdp, session=session_id)
+
+    return app
+
+
+def _allow_loopback(settings: Settings) -> bool:
+    configured = settings.server.allow_loopback_candidates
+    return _is_loopback(settings.server.host) if configured is None else configured
+
+
+async def _run(state: ServerState, session_id: str, peer: PeerSession, conversation: Conversation) -> None:
+    try:
+        await conversation.run()
+    except Exception:
+        log.exception("session failed", extra={"session": session_id})
+    finally:
+        await peer.close()
+        state.sessions.pop(session_id, None)
+        log.info("session ended", extra={"session": session_id})

@@ -1,0 +1,259 @@
+"""One reply of the character: recall, think, speak, act. One Turn = one task; barge-in = cancel it.
+
+The Turn streams the dialogue manager's sentences into TTS as they come, writes the speech into the paced
+speaker (48 kHz), sends `reply` text as it streams, and releases each world action only when playback
+reaches it. Whatever ends it (done, cancelled, failed), ``heard`` is what the player actually heard: the text
+up to the last word whose audio was played. Only that goes into history and memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel
+
+from dialogue.types import ReplyAction, ReplyDone, ReplyEvent, ReplySentence
+from rtc.protocol import ActionMessage, ReplyMessage, StateMessage
+from voice.audio import Resampler, float_to_s16, s16_to_float
+from voice.types import TTS, TTSChunk
+
+log = logging.getLogger(__name__)
+
+OUT_RATE = 48_000
+
+
+class Speaker(Protocol):
+    """The outbound audio edge (rtc.OutboundAudioTrack implements it)."""
+
+    @property
+    def written_samples(self) -> int: ...
+
+    @property
+    def played_samples(self) -> int: ...
+
+    async def write(self, pcm: npt.NDArray[np.int16]) -> None: ...
+
+    def clear(self) -> int: ...
+
+    def wait_played(self, sample_index: int) -> asyncio.Future[bool]: ...
+
+
+Send = Callable[[BaseModel], None]
+ReplySource = Callable[[], AsyncIterator[ReplyEvent]]
+
+
+@dataclass
+class Timeline:
+    """Monotonic timestamps (time.monotonic seconds) of one turn's stages."""
+
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, stage: str, at: float | None = None) -> None:
+        self.marks.setdefault(stage, time.monotonic() if at is None else at)
+
+    def relative_ms(self, origin: str = "speech_end") -> dict[str, float]:
+        base = self.marks.get(origin, min(self.marks.values(), default=0.0))
+        return {k: round((v - base) * 1000.0, 1) for k, v in sorted(self.marks.items(), key=lambda kv: kv[1])}
+
+
+class Turn:
+    """A reply in progress. ``run()`` is its task; cancel the task to interrupt it."""
+
+    def __init__(
+        self,
+        number: int,
+        source: ReplySource,
+        tts: TTS,
+        speaker: Speaker,
+        send: Send,
+        timeline: Timeline | None = None,
+    ) -> None:
+        self.number = number
+        self._source = source
+        self._tts = tts
+        self._speaker = speaker
+        self._send = send
+        self.timeline = timeline or Timeline()
+        self.text = ""  # the spoken reply text so far (what TTS was given)
+        self.speaking = False  # audio of this turn has been written to the speaker
+        self._start_sample = speaker.written_samples
+        # heard text: word i is heard once the speaker has played up to _word_ends[i] (absolute samples);
+        # the reply text up to _word_chars[i] is then heard
+        self._word_ends: list[int] = []
+        self._word_chars: list[int] = []
+        self._action_tasks: set[asyncio.Task[None]] = set()
+        self._pending_actions: list[ReplyAction] = []
+        self._words: list[tuple[int, float]] = []  # (reply char_start, ms into the reply audio) per word
+        self.dropped_actions = 0
+        self.sent_actions: list[ActionMessage] = []
+
+    # ---- what was heard ----------------------------------------------------------------------------------------
+
+    @property
+    def played_ms(self) -> float:
+        return max(0, self._speaker.played_samples - self._start_sample) * 1000.0 / OUT_RATE
+
+    def heard_text(self) -> str:
+        """The reply text up to the last word whose audio was fully played."""
+        played = self._speaker.played_samples
+        i = bisect.bisect_right(self._word_ends, played)
+        if i == 0:
+            return ""
+        return self.text[: self._word_chars[i - 1]].strip()
+
+    # ---- the task ------------------------------------------------------------------------------------------------
+
+    async def run(self) -> str:
+        """Speak the reply; returns the full spoken text once it has all been played."""
+        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        chunks: asyncio.Queue[TTSChunk | None] = asyncio.Queue()
+        # Offsets: the TTS receives each sentence followed by a newline (so it can start at once); map its
+        # char offsets back to the reply text with this table of (tts_start, reply_start).
+        offsets: list[tuple[int, int]] = []
+        producer = asyncio.create_task(self._produce(sentences, offsets), name=f"turn-{self.number}-llm")
+        synth = asyncio.create_task(self._synthesize(sentences, chunks), name=f"turn-{self.number}-tts")
+        try:
+            await self._play(chunks, offsets)
+            await producer  # re-raise its failure, if any
+            await synth
+            for action in self._pending_actions:  # actions after the last word: at the end of the audio
+                self._schedule(action, self._speaker.written_samples - self._start_sample)
+            self._pending_actions.clear()
+            end = self._speaker.written_samples
+            if end > self._start_sample:
+                await self._speaker.wait_played(end)
+            if self._action_tasks:
+                await asyncio.gather(*self._action_tasks, return_exceptions=True)
+            self._send(ReplyMessage(text=self.text, final=True, turn=self.number))
+            return self.text
+        finally:
+            for task in (producer, synth, *self._action_tasks):
+                task.cancel()
+            for task in (producer, synth, *self._action_tasks):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _produce(self, sentences: asyncio.Queue[str | None], offsets: list[tuple[int, int]]) -> None:
+        fed = 0
+        try:
+            async for event in self._source():
+                if isinstance(event, ReplySentence):
+                    self.timeline.mark("llm_first_sentence")
+                    gap = max(0, event.start_char - len(self.text))
+                    delta = " " * gap + event.text
+                    self.text += delta
+                    offsets.append((fed + gap, event.start_char))
+                    fed += len(delta) + 1
+                    sentences.put_nowait(delta + "\n")
+                    self._send(ReplyMessage(text=self.text, delta=delta, turn=self.number))
+                elif isinstance(event, ReplyAction):
+                    self._pending_actions.append(event)
+                elif isinstance(event, ReplyDone):
+                    self.dropped_actions = event.dropped
+                if "llm_first_token" not in self.timeline.marks:
+                    self.timeline.mark("llm_first_token")
+        finally:
+            sentences.put_nowait(None)
+
+    async def _synthesize(self, sentences: asyncio.Queue[str | None], chunks: asyncio.Queue[TTSChunk | None]) -> None:
+        async def text() -> AsyncIterator[str]:
+            while (piece := await sentences.get()) is not None:
+                yield piece
+
+        try:
+            async for chunk in self._tts.stream(text()):
+                self.timeline.mark("tts_first_audio")
+                chunks.put_nowait(chunk)
+        finally:
+            chunks.put_nowait(None)
+
+    async def _play(self, chunks: asyncio.Queue[TTSChunk | None], offsets: list[tuple[int, int]]) -> None:
+        resampler: Resampler | None = None
+        while (chunk := await chunks.get()) is not None:
+            if resampler is None or resampler.in_rate != chunk.sample_rate:
+                resampler = Resampler(chunk.sample_rate, OUT_RATE)
+            pcm = float_to_s16(resampler.process(s16_to_float(chunk.pcm)))
+            chunk_start = self._speaker.written_samples
+            chunk_offset_ms = (chunk_start - self._start_sample) * 1000.0 / OUT_RATE
+            for word in chunk.words:
+                start_ms = chunk_offset_ms + word.start_ms - chunk.start_ms
+                end_ms = chunk_offset_ms + word.end_ms - chunk.start_ms
+                self._words.append((_to_reply(word.char_start, offsets), start_ms))
+                self._word_ends.append(self._start_sample + int(end_ms * OUT_RATE / 1000.0))
+                self._word_chars.append(_to_reply(word.char_end, offsets))
+            if not chunk.words:  # no timings: the chunk's text counts as heard once all of it is played
+                self._word_ends.append(chunk_start + len(pcm))
+                self._word_chars.append(_to_reply(chunk.char_end, offsets))
+            chunk_end_char = _to_reply(chunk.char_end, offsets)
+            self._release_actions(upto_char=chunk_end_char)
+            if not self.speaking:
+                self.speaking = True
+                self._send(StateMessage(state="speaking", turn=self.number))
+                first = self._speaker.wait_played(chunk_start + 1)
+                first.add_done_callback(self._first_audio_played)
+            await self._speaker.write(pcm)
+        if resampler is not None:
+            tail = resampler.flush()
+            if len(tail):
+                await self._speaker.write(float_to_s16(tail))
+
+    def _first_audio_played(self, played: asyncio.Future[bool]) -> None:
+        if not played.cancelled() and played.result():
+            self.timeline.mark("first_audio_sent")
+
+    # ---- world actions -----------------------------------------------------------------------------------------
+
+    def _release_actions(self, upto_char: int) -> None:
+        """Schedule the actions that fall inside the speech written so far, at their word's start."""
+        keep = []
+        for action in self._pending_actions:
+            if action.at_char <= upto_char:
+                self._schedule(action, self._at_samples(action.at_char))
+            else:
+                keep.append(action)
+        self._pending_actions = keep
+
+    def _at_samples(self, at_char: int) -> int:
+        """Sample offset (from the reply's start) of the first word at or after ``at_char``."""
+        for char_start, start_ms in self._words:
+            if char_start >= at_char:
+                return int(start_ms * OUT_RATE / 1000.0)
+        return self._speaker.written_samples - self._start_sample
+
+    def _schedule(self, action: ReplyAction, offset_samples: int) -> None:
+        at_ms = max(0, int(offset_samples * 1000 / OUT_RATE))
+        message = ActionMessage(name=action.name, args=dict(action.args), turn=self.number, at_ms=at_ms)
+        played = self._speaker.wait_played(self._start_sample + max(1, offset_samples))
+
+        async def release() -> None:
+            if await played:
+                self._send(message)
+                self.sent_actions.append(message)
+
+        task = asyncio.create_task(release(), name=f"turn-{self.number}-action-{action.name}")
+        self._action_tasks.add(task)
+        task.add_done_callback(self._action_tasks.discard)
+
+
+def _to_reply(tts_char: int, offsets: list[tuple[int, int]]) -> int:
+    """A char offset in the text given to TTS, as an offset in the reply text."""
+    i = bisect.bisect_right([o[0] for o in offsets], tts_char) - 1
+    if i < 0:
+        return 0
+    tts_start, reply_start = offsets[i]
+    return reply_start + (tts_char - tts_start)
+
+
+async def speak_text(text: str) -> AsyncIterator[ReplyEvent]:
+    """A fixed reply (the greeting, an apology) as reply events."""
+    yield ReplySentence(text=text, start_char=0)
+    yield ReplyDone(full_text=text)

@@ -1,0 +1,212 @@
+// LLMasOS browser client: one WebRTC peer (mic up, character's voice down) and the `events` data channel.
+// No build step. Query parameters: ?aec=0 turns off echo cancellation, noise suppression and gain control
+// (automated tests with a fake microphone), ?character=ID&player=ID preselect, ?autoconnect=1 connects at once.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const useAec = params.get("aec") !== "0";
+
+// What the page saw, for people (the DOM) and for automated tests (window.llmasos).
+const seen = { states: [], transcripts: [], replies: {}, actions: [], errors: [], metrics: [], maxRemoteLevel: 0,
+               session: null, connected: false };
+window.llmasos = seen;
+
+let pc = null, channel = null, mic = null, levelTimer = null, audioCtx = null;
+let characterName = "Character";
+const replyEls = {};
+
+function setState(state) {
+  const el = $("state");
+  el.textContent = state;
+  el.className = "state " + state;
+}
+
+function showError(message) {
+  $("error").textContent = message;
+  seen.errors.push(message);
+}
+
+function addMessage(kind, text, name) {
+  const div = document.createElement("div");
+  div.className = "msg " + kind;
+  if (name) div.dataset.name = name;
+  div.textContent = text;
+  $("log").appendChild(div);
+  $("log").scrollTop = $("log").scrollHeight;
+  return div;
+}
+
+async function loadCharacters() {
+  try {
+    const res = await fetch("/characters");
+    const list = await res.json();
+    const select = $("character");
+    select.innerHTML = "";
+    for (const c of list.characters) {
+      const opt = document.createElement("option");
+      opt.value = c.id;
+      opt.textContent = c.name;
+      select.appendChild(opt);
+    }
+    if (params.get("character")) select.value = params.get("character");
+  } catch (err) {
+    showError("cannot list characters: " + err);
+  }
+  if (params.get("player")) $("player").value = params.get("player");
+}
+
+function waitIceGathering(peer) {
+  if (peer.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const check = () => {
+      if (peer.iceGatheringState === "complete") {
+        peer.removeEventListener("icegatheringstatechange", check);
+        resolve();
+      }
+    };
+    peer.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+function watchRemoteLevel(stream) {
+  audioCtx = new AudioContext();
+  const analyser = audioCtx.createAnalyser();
+  analyser.fftSize = 1024;
+  audioCtx.createMediaStreamSource(stream).connect(analyser);
+  const buf = new Float32Array(analyser.fftSize);
+  levelTimer = setInterval(() => {
+    analyser.getFloatTimeDomainData(buf);
+    let sum = 0;
+    for (const v of buf) sum += v * v;
+    const rms = Math.sqrt(sum / buf.length);
+    if (rms > seen.maxRemoteLevel) seen.maxRemoteLevel = rms;
+  }, 50);
+}
+
+function onEvent(msg) {
+  switch (msg.type) {
+    case "session":
+      seen.session = msg.session;
+      break;
+    case "state":
+      seen.states.push(msg.state);
+      setState(msg.state);
+      break;
+    case "transcript":
+      if (msg.final) {
+        seen.transcripts.push(msg.text);
+        $("partial").textContent = "";
+        addMessage("user", msg.text);
+      } else {
+        $("partial").textContent = msg.text;
+      }
+      break;
+    case "reply": {
+      seen.replies[msg.turn] = msg.text;
+      if (!replyEls[msg.turn]) replyEls[msg.turn] = addMessage("character", "", characterName);
+      replyEls[msg.turn].textContent = msg.text;
+      break;
+    }
+    case "interrupted":
+      if (replyEls[msg.turn]) {
+        replyEls[msg.turn].textContent = msg.heard + " …";
+        replyEls[msg.turn].classList.add("cut");
+      }
+      break;
+    case "action": {
+      seen.actions.push(msg);
+      const li = document.createElement("li");
+      const args = Object.entries(msg.args).map(([k, v]) => `${k}=${v}`).join(", ");
+      li.textContent = `${msg.name}(${args}) @${msg.at_ms} ms`;
+      $("actions").appendChild(li);
+      break;
+    }
+    case "metrics": {
+      seen.metrics.push(msg);
+      const t = msg.timeline_ms;
+      const row = document.createElement("tr");
+      const total = t.first_audio_sent ?? t.tts_first_audio;
+      const stages = Object.entries(t).map(([k, v]) => `${k} ${Math.round(v)}`).join(" · ");
+      row.innerHTML = `<td>${msg.turn}</td><td>${total !== undefined ? Math.round(total) + " ms" : "–"}</td><td></td>`;
+      row.lastChild.textContent = stages;
+      $("latency").querySelector("tbody").appendChild(row);
+      break;
+    }
+    case "error":
+      showError(`${msg.code}: ${msg.message}`);
+      break;
+  }
+}
+
+async function connect() {
+  $("connect").disabled = true;
+  $("error").textContent = "";
+  const select = $("character");
+  characterName = select.options[select.selectedIndex]?.textContent || "Character";
+  try {
+    mic = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: useAec, noiseSuppression: useAec, autoGainControl: useAec, channelCount: 1 },
+    });
+    const config = await (await fetch("/rtc/config")).json();
+    pc = new RTCPeerConnection({ iceServers: config.iceServers || [] });
+    for (const track of mic.getAudioTracks()) pc.addTrack(track, mic);
+    channel = pc.createDataChannel("events");
+    channel.onmessage = (e) => onEvent(JSON.parse(e.data));
+    channel.onopen = () => { $("text").disabled = false; $("send").disabled = false; };
+    pc.ontrack = (e) => {
+      const stream = e.streams[0] || new MediaStream([e.track]);
+      $("remote").srcObject = stream;
+      $("remote").play().catch(() => {});
+      watchRemoteLevel(stream);
+    };
+    pc.onconnectionstatechange = () => {
+      seen.connected = pc.connectionState === "connected";
+      if (["failed", "closed", "disconnected"].includes(pc.connectionState)) setState("idle");
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitIceGathering(pc);
+    const res = await fetch("/rtc/offer", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer", character: select.value,
+                             player: $("player").value || "guest" }),
+    });
+    const body = await res.json();
+    if (!res.ok) throw new Error(body.error ? `${body.error.code}: ${body.error.message}` : res.statusText);
+    await pc.setRemoteDescription(body);
+    $("hangup").disabled = false;
+    $("interrupt").disabled = false;
+  } catch (err) {
+    showError(String(err.message || err));
+    hangup();
+  }
+}
+
+function hangup() {
+  if (levelTimer) clearInterval(levelTimer);
+  if (audioCtx) audioCtx.close();
+  if (pc) pc.close();
+  if (mic) mic.getTracks().forEach((t) => t.stop());
+  pc = channel = mic = audioCtx = null;
+  levelTimer = null;
+  $("connect").disabled = false;
+  $("hangup").disabled = true;
+  $("interrupt").disabled = true;
+  $("text").disabled = true;
+  $("send").disabled = true;
+  setState("idle");
+}
+
+$("connect").onclick = connect;
+$("hangup").onclick = hangup;
+$("interrupt").onclick = () => channel?.readyState === "open" && channel.send(JSON.stringify({ type: "interrupt" }));
+$("textform").onsubmit = (e) => {
+  e.preventDefault();
+  const text = $("text").value.trim();
+  if (!text || channel?.readyState !== "open") return;
+  channel.send(JSON.stringify({ type: "text", text }));
+  $("text").value = "";
+};
+
+loadCharacters().then(() => { if (params.get("autoconnect") === "1") connect(); });

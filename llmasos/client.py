@@ -132,6 +132,7 @@ class VoiceClient:
         self._open = asyncio.Event()
         self._channel.on("open", self._open.set)
         self._reader: asyncio.Task[None] | None = None
+        self._frame_arrived = asyncio.Event()
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -140,7 +141,13 @@ class VoiceClient:
 
     @classmethod
     async def connect(
-        cls, base_url: str, *, character: str, player: str, timeout: float = 30.0, http: httpx.AsyncClient | None = None
+        cls,
+        base_url: str,
+        *,
+        character: str,
+        player: str,
+        timeout_s: float = 30.0,
+        http: httpx.AsyncClient | None = None,
     ) -> VoiceClient:
         host = httpx.URL(base_url).host
         if host in ("localhost", "127.0.0.1", "::1"):
@@ -154,7 +161,7 @@ class VoiceClient:
             body = {"sdp": pc.localDescription.sdp, "type": "offer", "character": character, "player": player}
             async with contextlib.AsyncExitStack() as stack:
                 if http is None:
-                    http = await stack.enter_async_context(httpx.AsyncClient(timeout=timeout))
+                    http = await stack.enter_async_context(httpx.AsyncClient(timeout=timeout_s))
                 res = await http.post(f"{base_url.rstrip('/')}/rtc/offer", json=body)
             data = res.json()
             if res.status_code != 200:
@@ -162,7 +169,7 @@ class VoiceClient:
                 raise ClientError(res.status_code, err.get("code", "?"), err.get("message", res.text))
             client.session = data["session"]
             await pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="answer"))
-            await asyncio.wait_for(client._open.wait(), timeout)
+            await asyncio.wait_for(client._open.wait(), timeout_s)
         except BaseException:
             await pc.close()
             raise
@@ -210,6 +217,7 @@ class VoiceClient:
                     continue
                 level = float(np.abs(frame.to_ndarray().astype(np.float32)).mean())
                 self.received.frames.append((time.monotonic(), level))
+                self._frame_arrived.set()
 
     def of_type(self, kind: str, since: float = 0.0) -> list[dict[str, Any]]:
         return [m for at, m in self.events if m.get("type") == kind and at >= since]
@@ -219,7 +227,7 @@ class VoiceClient:
         kind: str,
         *,
         since: float = 0.0,
-        timeout: float = 60.0,
+        timeout_s: float = 60.0,
         where: Callable[[dict[str, Any]], bool] | None = None,
         **fields: Any,
     ) -> tuple[float, dict[str, Any]]:
@@ -239,7 +247,17 @@ class VoiceClient:
                     await self._new_event.wait()
                 return found
 
-        return await asyncio.wait_for(wait(), timeout)
+        return await asyncio.wait_for(wait(), timeout_s)
+
+    async def wait_loud(self, seconds: float, *, since: float = 0.0, timeout_s: float = 60.0) -> None:
+        """Until ``seconds`` of the character's voice have arrived since ``since``."""
+
+        async def wait() -> None:
+            while self.received.loud_seconds(since) < seconds:
+                self._frame_arrived.clear()
+                await self._frame_arrived.wait()
+
+        await asyncio.wait_for(wait(), timeout_s)
 
     async def stream(self) -> AsyncIterator[dict[str, Any]]:
         seen = 0

@@ -1,0 +1,154 @@
+"""The server in its own process, a real aiortc client: speech in, speech and events out."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from llmasos.client import ClientError, VoiceClient
+from voice.audio import float_to_s16
+from voice.audiofile import decode_file
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "voice"
+
+
+@pytest.fixture(scope="module")
+def server(server_factory: Callable[..., object]) -> object:
+    """The default server: every packaged model, the real LLM."""
+    return server_factory("default")
+
+
+async def _greeted(client: VoiceClient) -> None:
+    """The greeting has been spoken and the character listens."""
+    await client.wait_for("reply", final=True, turn=1, timeout_s=120)
+    await client.wait_for("state", state="listening", turn=1, timeout_s=120)
+
+
+async def test_health_characters_and_page(server: object) -> None:
+    url = server.url  # type: ignore[attr-defined]
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{url}/healthz")).json()["status"] == "ok"
+        ids = [c["id"] for c in (await http.get(f"{url}/characters")).json()["characters"]]
+        assert {"blacksmith", "museum_guide", "quest_giver"} <= set(ids)
+        page = await http.get(f"{url}/")
+        assert page.status_code == 200 and "LLMasOS" in page.text
+        assert (await http.get(f"{url}/static/app.js")).status_code == 200
+
+
+async def test_spoken_question_gets_a_spoken_answer(server: object, speak: Callable[[str], np.ndarray]) -> None:
+    async with await VoiceClient.connect(server.url, character="blacksmith", player="e2e-speech") as client:  # type: ignore[attr-defined]
+        (_, session) = await client.wait_for("session", timeout_s=30)
+        assert session["character"] == "blacksmith"
+        await _greeted(client)
+        assert client.received.loud_seconds() > 1.0  # the greeting was heard
+
+        spoken_at = await client.say(speak("Do you have any swords for sale?"))
+        _, transcript = await client.wait_for("transcript", final=True, since=spoken_at - 5, timeout_s=60)
+        assert "sword" in transcript["text"].lower()
+        _, reply = await client.wait_for("reply", final=True, since=spoken_at, timeout_s=120)
+        assert reply["text"].strip()
+        first_voice = client.received.first_loud_after(spoken_at)
+        assert first_voice is not None  # the answer was heard at the client
+        states = [m["state"] for m in client.of_type("state", since=spoken_at)]
+        assert states[:2] == ["thinking", "speaking"]
+        await client.wait_for("state", state="listening", turn=reply["turn"], timeout_s=60)
+        _, metrics = await client.wait_for("metrics", turn=reply["turn"], timeout_s=30)
+        for stage in ("speech_end", "endpoint", "asr_final", "recall_done", "tts_first_audio"):
+            assert stage in metrics["timeline_ms"]
+
+
+async def test_human_speech_clip(server: object) -> None:
+    pcm = float_to_s16(decode_file(DATA / "jfk.flac", 48_000))
+    async with await VoiceClient.connect(server.url, character="museum_guide", player="e2e-jfk") as client:  # type: ignore[attr-defined]
+        await _greeted(client)
+        spoken_at = await client.say(pcm)
+        await client.wait_for("reply", final=True, since=spoken_at, timeout_s=120)
+        heard = " ".join(m["text"] for m in client.of_type("transcript") if m["final"]).lower()
+        words = re.sub(r"[^a-z ]", "", heard).split()
+        assert "ask not what your country can do for you ask what you can do for your country" in " ".join(words)
+
+
+async def test_typed_text_is_answered_like_speech(server: object) -> None:
+    async with await VoiceClient.connect(server.url, character="quest_giver", player="e2e-text") as client:  # type: ignore[attr-defined]
+        await _greeted(client)
+        before = client.received.frames[-1][0]
+        client.send_text("Hello! Do you have a quest for me?")
+        _, reply = await client.wait_for("reply", final=True, turn=2, timeout_s=120)
+        assert reply["text"].strip()
+        assert client.received.first_loud_after(before) is not None
+        client.send("{not json")
+        _, error = await client.wait_for("error", timeout_s=30)
+        assert error["code"] == "bad_json"
+        client.send({"type": "ping", "id": "p1"})
+        await client.wait_for("pong", id="p1", timeout_s=30)  # the session goes on
+
+
+async def test_bad_offers_get_json_errors(server: object) -> None:
+    url = server.url  # type: ignore[attr-defined]
+    async with httpx.AsyncClient() as http:
+        res = await http.post(f"{url}/rtc/offer", json={"sdp": "v=0", "type": "offer", "character": "x", "player": "p"})
+        assert res.status_code == 404 and res.json()["error"]["code"] == "unknown_character"
+        res = await http.post(
+            f"{url}/rtc/offer", json={"sdp": "garbage", "type": "offer", "character": "blacksmith", "player": "p"}
+        )
+        assert res.status_code == 400 and res.json()["error"]["code"] == "bad_sdp"
+        res = await http.post(f"{url}/rtc/offer", content=b"{", headers={"content-type": "application/json"})
+        assert res.status_code == 422 and res.json()["error"]["code"] == "invalid_request"
+    with pytest.raises(ClientError) as info:
+        await VoiceClient.connect(url, character="nobody", player="p")
+    assert info.value.code == "unknown_character"
+
+
+@pytest.fixture(scope="module")
+def scripted_server(server_factory: Callable[..., object], scripted_llm: object) -> object:
+    """The real server with a scripted OpenAI-compatible LLM, for replies of a known text."""
+    return server_factory(
+        "scripted",
+        {
+            "LLMASOS_LLM__BACKEND": "openai",
+            "LLMASOS_LLM__BASE_URL": scripted_llm.url,  # type: ignore[attr-defined]
+            "LLMASOS_LLM__NATIVE_TOOLS": "false",
+            "LLMASOS_LLM__MAX_NEW_TOKENS": "400",
+        },
+    )
+
+
+async def test_barge_in_stops_the_voice_and_keeps_what_was_heard(
+    scripted_server: object, scripted_llm: object, speak: Callable[[str], np.ndarray]
+) -> None:
+    url = scripted_server.url  # type: ignore[attr-defined]
+    interruption = speak("Wait, stop please.")
+    async with await VoiceClient.connect(url, character="blacksmith", player="e2e-barge") as client:
+        await _greeted(client)
+        client.send_text("Tell me a story about your forge.")
+        start, _ = await client.wait_for("state", state="speaking", turn=2, timeout_s=60)
+        await client.wait_loud(2.5, since=start)  # let the story be heard for a while
+        await client.say(interruption)
+        interrupted_at, interrupted = await client.wait_for("interrupted", turn=2, timeout_s=30)
+        heard = interrupted["heard"]
+        story = scripted_llm.replies["story"]  # type: ignore[attr-defined]
+        assert heard and len(heard) < len(story) / 2
+        assert story.replace("[wave target=player] ", "").startswith(heard)
+
+        # the voice stops: nothing loud arrives after the interruption until the next reply speaks
+        next_start, _ = await client.wait_for("state", state="speaking", turn=3, timeout_s=60)
+        late = [at for at, level in client.received.frames if interrupted_at + 0.4 < at < next_start and level > 300]
+        assert late == []
+
+        actions = [m["name"] for m in client.of_type("action")]
+        assert "wave" in actions  # played, so sent
+        assert "nod" not in actions  # never played, so never sent
+        await client.wait_for("reply", final=True, turn=3, timeout_s=60)
+
+    # the history the model sees next holds only what was heard
+    last = scripted_llm.requests[-1]["messages"]  # type: ignore[attr-defined]
+    said = [m["content"] for m in last if m["role"] == "assistant"]
+    assert heard in said
+    assert not any("never once gone out" in text for text in said)

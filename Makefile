@@ -3,15 +3,17 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Debian packages the test suite needs (headless Chromium for the browser client's end-to-end tests arrives
-# with the server; the list grows with it).
-APT_TEST_PACKAGES ?=
+# Debian packages the test suite needs: headless Chromium for the browser client's end-to-end test.
+APT_TEST_PACKAGES ?= chromium
 
 .PHONY: run test install lint unit integration apt-test clean-venv
 
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
 run: install
 	$(BIN)/llmasos models verify
-	$(BIN)/llmasos config
+	$(BIN)/llmasos serve --host $(HOST) --port $(PORT)
 
 test: install apt-test lint
 	$(BIN)/pytest

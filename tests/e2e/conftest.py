@@ -170,6 +170,12 @@ def stop(server: RunningServer) -> None:
 
 
 @pytest.fixture(scope="session")
+def server(server_factory: Callable[..., RunningServer]) -> RunningServer:
+    """The default server: every packaged model, the real LLM (shared by the e2e modules)."""
+    return server_factory("default")
+
+
+@pytest.fixture(scope="session")
 def speak() -> Callable[[str], np.ndarray]:
     """Speech for a text, made with the packaged voice, as 48 kHz mono s16 (what a microphone sends)."""
     path = resolve(ModelStore(Path(os.environ.get("LLMASOS_DATA_DIR", "/tmp/llmasos-test-data"))), Role.TTS, None, None)

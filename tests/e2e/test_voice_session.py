@@ -19,12 +19,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 DATA = Path(__file__).resolve().parents[1] / "data" / "voice"
 
 
-@pytest.fixture(scope="module")
-def server(server_factory: Callable[..., object]) -> object:
-    """The default server: every packaged model, the real LLM."""
-    return server_factory("default")
-
-
 async def _greeted(client: VoiceClient) -> None:
     """The greeting has been spoken and the character listens."""
     await client.wait_for("reply", final=True, turn=1, timeout_s=120)

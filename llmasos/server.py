@@ -84,6 +84,7 @@ class ServerState:
     loading_error: str | None = None
     sessions: dict[str, _Session] = field(default_factory=dict)
     progress: list[str] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once loading has ended, either way
 
 
 def _is_loopback(host: str) -> bool:
@@ -113,6 +114,8 @@ def create_app(
             state.loading_error = str(exc)
             log.exception("loading failed")
             print(f"llmasos: error: loading failed: {exc}", flush=True)
+        finally:
+            state.ready.set()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

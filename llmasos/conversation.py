@@ -69,6 +69,22 @@ class ListenStage(Protocol):
     def run(self, frames: AsyncIterator[AudioFrame]) -> AsyncIterator[ListenEvent]: ...
 
 
+class Observer(Protocol):
+    """Receives what happened, for metrics (llmasos.metrics.Metrics implements it)."""
+
+    def turn_finished(self, marks: dict[str, float], outcome: str) -> None: ...
+
+    def error(self, kind: str) -> None: ...
+
+
+class _NoObserver:
+    def turn_finished(self, marks: dict[str, float], outcome: str) -> None:
+        pass
+
+    def error(self, kind: str) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class Services:
     """The shared, loaded components, and how to open one session's listening stage over them."""
@@ -76,6 +92,7 @@ class Services:
     open_listener: Callable[[], ListenStage]
     tts: TTS
     memory: MemoryStore
+    observer: Observer = _NoObserver()
 
 
 @dataclass(frozen=True)
@@ -174,7 +191,7 @@ class Conversation:
             except VoiceError as exc:
                 if not reported:
                     reported = True
-                    self._t.send(ErrorMessage(code="bad_audio", message=str(exc)))
+                    self._error("bad_audio", str(exc))
                 continue
             self._audio_s += len(frame.samples) / frame.channels / frame.sample_rate
             yield AudioFrame(frame.samples.reshape(-1, frame.channels), frame.sample_rate, frame.channels)
@@ -188,7 +205,7 @@ class Conversation:
     async def _handle_messages(self) -> None:
         async for item in self._t.messages():
             if isinstance(item, ProtocolError):
-                self._t.send(ErrorMessage(code=item.code, message=item.message))
+                self._error(item.code, item.message)
             elif isinstance(item, TextMessage):
                 timeline = Timeline()
                 timeline.mark("speech_end")
@@ -220,6 +237,7 @@ class Conversation:
             )
             memories = [r.memory.text for r in recalled]
         except Exception as exc:  # recall is best effort: the conversation goes on without it
+            self._s.observer.error("memory_recall")
             log.warning("memory recall failed", extra={"reason": repr(exc)})
         timeline.mark("recall_done")
         async for event in self._manager.reply(text, memories=memories):
@@ -248,7 +266,7 @@ class Conversation:
         except Exception as exc:
             outcome = "failed"
             log.exception("turn failed", extra={"turn": turn.number})
-            self._t.send(ErrorMessage(code="reply_failed", message=f"the character could not answer: {exc}"))
+            self._error("reply_failed", f"the character could not answer: {exc}")
         finally:
             self._finish(turn, user_text, outcome)
 
@@ -263,12 +281,13 @@ class Conversation:
             if not superseded:
                 self._remember(user_text, heard)
         self._t.send(MetricsMessage(turn=turn.number, timeline_ms=turn.timeline.relative_ms()))
+        self._s.observer.turn_finished(dict(turn.timeline.marks), outcome)
         if self._turn is turn:
             self._turn = None
             self._t.send(StateMessage(state="listening", turn=turn.number))
 
     def _remember(self, user_text: str, heard: str) -> None:
-        memory, character, player = self._s.memory, self._character, self._player
+        memory, character, player, observer = self._s.memory, self._character, self._player, self._s.observer
 
         async def write() -> None:
             try:
@@ -276,11 +295,16 @@ class Conversation:
                 if heard:
                     await memory.remember(character.id, player, f"{character.name} said: {heard}", kind="heard")
             except Exception as exc:
+                observer.error("memory_write")
                 log.error("memory write failed", extra={"reason": repr(exc)})
 
         task = asyncio.create_task(write(), name="conversation-remember")
         _background.add(task)
         task.add_done_callback(_background.discard)
+
+    def _error(self, code: str, message: str) -> None:
+        self._s.observer.error(code)
+        self._t.send(ErrorMessage(code=code, message=message))
 
     def _interrupt(self) -> None:
         if self._turn_task is not None and not self._turn_task.done():

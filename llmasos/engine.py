@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from dialogue import Backend, Character, scan
-from llmasos.conversation import Conversation, ConversationOptions, Services, Transport
+from llmasos.conversation import Conversation, ConversationOptions, Observer, Services, Transport
 from llmasos.dialogue_factory import build_backend, build_manager, characters_dir
 from llmasos.errors import ConfigError
 from llmasos.memory_factory import open_memory
@@ -42,10 +43,11 @@ class Engine:
     memory: ChromaMemoryStore
     characters: dict[str, Character]
 
-    def services(self) -> Services:
-        return Services(
+    def services(self, observer: Observer | None = None) -> Services:
+        services = Services(
             open_listener=lambda: open_listener(self.settings, self.vad, self.asr), tts=self.tts, memory=self.memory
         )
+        return services if observer is None else dataclasses.replace(services, observer=observer)
 
     def conversation_options(self) -> ConversationOptions:
         m = self.settings.memory
@@ -56,9 +58,11 @@ class Engine:
     def character(self, character_id: str) -> Character | None:
         return self.characters.get(character_id)
 
-    def conversation(self, transport: Transport, character: Character, player: str) -> Conversation:
+    def conversation(
+        self, transport: Transport, character: Character, player: str, observer: Observer | None = None
+    ) -> Conversation:
         manager = build_manager(self.settings, self.backend, character)
-        return Conversation(self.services(), transport, manager, player, self.conversation_options())
+        return Conversation(self.services(observer), transport, manager, player, self.conversation_options())
 
     async def aclose(self) -> None:
         await self.memory.close()

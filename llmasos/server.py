@@ -2,6 +2,7 @@
 
     GET  /             the browser client
     GET  /healthz      503 while the models load (or if loading failed), then 200
+    GET  /metrics      Prometheus: per-stage turn latency histograms, sessions, errors by kind
     GET  /characters   the characters a client may talk to
     GET  /rtc/config   ICE servers for clients
     POST /rtc/offer    {"sdp", "type": "offer", "character", "player"} -> {"sdp", "type": "answer", "session"}
@@ -26,13 +27,15 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmasos.conversation import Conversation
 from llmasos.engine import Engine, load_engine
+from llmasos.metrics import Metrics
 from llmasos.settings import Settings
 from rtc import PeerOptions, PeerSession, SignalingError
 from rtc.protocol import SessionMessage
@@ -85,6 +88,7 @@ class ServerState:
     sessions: dict[str, _Session] = field(default_factory=dict)
     progress: list[str] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once loading has ended, either way
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def _is_loopback(host: str) -> bool:
@@ -154,10 +158,14 @@ def create_app(
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         if state.engine is not None:
-            return JSONResponse({"status": "ok", "sessions": len(state.sessions)})
+            return JSONResponse({"status": "ok", "sessions": len(state.sessions), "rss_mb": _rss_mb()})
         if state.loading_error is not None:
             return JSONResponse({"status": "failed", "error": state.loading_error}, status_code=503)
         return JSONResponse({"status": "loading", "progress": state.progress[-1:]}, status_code=503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/characters")
     async def characters() -> dict[str, Any]:
@@ -194,17 +202,30 @@ def create_app(
         try:
             peer = await PeerSession.accept(body.sdp, options)
         except SignalingError as exc:
+            state.metrics.error(exc.code)
             return error(400, exc.code, exc.message)
         assert peer.answer is not None
         session_id = uuid.uuid4().hex
-        conversation = engine.conversation(peer, character, body.player)
+        conversation = engine.conversation(peer, character, body.player, state.metrics)
         peer.send(SessionMessage(session=session_id, character=character.id, player=body.player))
         task = asyncio.create_task(_run(state, session_id, peer, conversation), name=f"session-{session_id}")
         state.sessions[session_id] = _Session(session_id, peer, conversation, task)
+        state.metrics.sessions.inc()
+        state.metrics.sessions_total.inc()
         log.info("session started", extra={"session": session_id, "character": character.id})
         return OfferAnswer(sdp=peer.answer.sdp, session=session_id)
 
     return app
+
+
+def _rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
 
 
 def _allow_loopback(settings: Settings) -> bool:
@@ -219,5 +240,6 @@ async def _run(state: ServerState, session_id: str, peer: PeerSession, conversat
         log.exception("session failed", extra={"session": session_id})
     finally:
         await peer.close()
-        state.sessions.pop(session_id, None)
+        if state.sessions.pop(session_id, None) is not None:
+            state.metrics.sessions.dec()
         log.info("session ended", extra={"session": session_id})

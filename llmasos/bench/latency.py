@@ -1,0 +1,396 @@
+"""`llmasos bench latency`: what users feel, measured at the client.
+
+N aiortc clients talk to a server (a running one with --url, or one this command starts), each speaking real
+utterances (made with the packaged voice) with natural pauses. Per turn, at the client:
+
+- voice-to-voice: from the end of the user's speech in the sent audio to the first non-silent frame of the
+  reply received;
+- barge-in stop (on barge-in turns): from the moment the client starts speaking over a reply to the last
+  frame of that reply's voice received.
+
+Each turn's server timeline (the `metrics` event) is joined to give the stages, and the overhead:
+voice-to-voice minus (endpoint wait + ASR + recall + LLM to first sentence + TTS first chunk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+from llmasos.bench import machine, percentile, write_json
+from llmasos.client import VoiceClient
+from llmasos.metrics import STAGES
+from llmasos.settings import Settings
+
+# (text, pause after the first sentence in seconds): the first has the natural pause that must not split a turn
+QUESTIONS: tuple[tuple[str, float], ...] = (
+    ("Good morning.|Do you have any swords for sale?", 0.36),
+    ("How much does a steel sword cost?", 0.0),
+    ("Where is the river mill?", 0.0),
+    ("Have you seen any wolves on the north road?", 0.0),
+    ("Can you repair my old axe?", 0.0),
+    ("What is your daughter's name?", 0.0),
+)
+STORY = "Tell me a long story about your forge and your family, please."
+INTERRUPTION = "Wait, stop please."
+BUDGET_STAGES = ("endpoint_wait", "asr", "recall", "llm_first_sentence", "tts_first_audio")
+RATE = 48_000
+
+
+@dataclass
+class Utterance:
+    pcm: npt.NDArray[np.int16]
+    trailing_s: float  # silence after the last voiced sample
+    text: str
+
+
+@dataclass
+class TurnResult:
+    session: int
+    turn: int
+    kind: str  # "question" | "barge_in"
+    text: str
+    v2v_s: float | None = None
+    stages_s: dict[str, float] = field(default_factory=dict)
+    barge_in_stop_s: float | None = None
+    transcript: str = ""
+
+
+def make_utterances(settings: Settings) -> tuple[list[Utterance], Utterance, Utterance]:
+    from llmasos.models import ModelStore
+    from llmasos.voice_factory import load_tts
+    from voice.audio import float_to_s16, resample, s16_to_float
+    from voice.tts import voiced_range
+
+    tts = load_tts(settings, ModelStore(settings.data_dir))
+
+    def speech(text: str, pause_s: float = 0.0) -> Utterance:
+        parts = []
+        for i, piece in enumerate(text.split("|")):
+            if i:
+                parts.append(np.zeros(int(tts.sample_rate * pause_s), dtype=np.int16))
+            pcm = tts.synthesize_sync(piece)
+            first, last = voiced_range(pcm)
+            parts.append(pcm[first:last] if "|" in text else pcm)
+        pcm = np.concatenate(parts)
+        out = float_to_s16(resample(s16_to_float(pcm), tts.sample_rate, RATE))
+        _, last = voiced_range(out)
+        return Utterance(out, (len(out) - last) / RATE, text.replace("|", " "))
+
+    questions = [speech(text, pause) for text, pause in QUESTIONS]
+    return questions, speech(STORY), speech(INTERRUPTION)
+
+
+def _stages(timeline_ms: dict[str, float]) -> dict[str, float]:
+    out = {}
+    for stage, start, end in STAGES:
+        if start in timeline_ms and end in timeline_ms:
+            out[stage] = max(0.0, (timeline_ms[end] - timeline_ms[start]) / 1000.0)
+    return out
+
+
+async def run_session(
+    url: str,
+    index: int,
+    turns: int,
+    questions: list[Utterance],
+    story: Utterance,
+    interruption: Utterance,
+    character: str,
+    barge_every: int,
+    rng: random.Random,
+) -> list[TurnResult]:
+    results: list[TurnResult] = []
+    async with await VoiceClient.connect(url, character=character, player=f"bench-{index}") as client:
+        await client.wait_for("state", state="listening", turn=1, timeout_s=180)  # after the greeting
+        for n in range(turns):
+            await asyncio.sleep(rng.uniform(0.5, 1.5))  # a natural pause before speaking: part of the scenario
+            if barge_every and (n + 1) % barge_every == 0:
+                results.append(await _barge_in_turn(client, index, story, interruption))
+            else:
+                results.append(await _question_turn(client, index, questions[n % len(questions)]))
+    return results
+
+
+async def _question_turn(client: VoiceClient, index: int, utterance: Utterance) -> TurnResult:
+    sent_end = await client.say(utterance.pcm)
+    speech_end = sent_end - utterance.trailing_s
+    _, reply = await client.wait_for("reply", final=True, since=speech_end, timeout_s=180)
+    turn = int(reply["turn"])
+    result = TurnResult(index, turn, "question", utterance.text)
+    first = client.received.first_loud_after(speech_end)
+    result.v2v_s = None if first is None else first - speech_end
+    _, metrics = await client.wait_for("metrics", turn=turn, timeout_s=60)
+    result.stages_s = _stages(metrics["timeline_ms"])
+    result.transcript = " ".join(m["text"] for m in client.of_type("transcript", since=speech_end - 30) if m["final"])
+    await client.wait_for("state", state="listening", turn=turn, timeout_s=60)
+    return result
+
+
+async def _barge_in_turn(client: VoiceClient, index: int, story: Utterance, interruption: Utterance) -> TurnResult:
+    sent_end = await client.say(story.pcm)
+    started, speaking = await client.wait_for(
+        "state", state="speaking", since=sent_end - story.trailing_s, timeout_s=180
+    )
+    turn = int(speaking["turn"])
+    result = TurnResult(index, turn, "barge_in", story.text)
+    await client.wait_loud(1.0, since=started, timeout_s=60)
+    client.mic.say(interruption.pcm)
+    talk_at = time.monotonic()
+    try:
+        at, _ = await client.wait_for("interrupted", turn=turn, timeout_s=15)
+    except TimeoutError:
+        return result  # the reply ended before the interruption was heard: no stop time
+    await client.mic.drained()
+    # the reply's voice: loud frames between the interruption and the next reply speaking
+    _, reply = await client.wait_for("reply", final=True, since=at, timeout_s=180)
+    next_speaking = [
+        t
+        for t, m in client.events
+        if m.get("type") == "state" and m.get("state") == "speaking" and m.get("turn") == reply["turn"]
+    ]
+    horizon = next_speaking[0] if next_speaking else at + 2.0
+    last = [t for t, level in client.received.frames if talk_at <= t < horizon and level > 300]
+    result.barge_in_stop_s = (last[-1] - talk_at) if last else 0.0
+    await client.wait_for("state", state="listening", turn=reply["turn"], timeout_s=60)
+    return result
+
+
+def summarise(results: list[TurnResult]) -> dict[str, Any]:
+    def stats(values: list[float]) -> dict[str, float | int]:
+        if not values:
+            return {"n": 0}
+        return {
+            "n": len(values),
+            "p50": round(percentile(values, 50), 3),
+            "p95": round(percentile(values, 95), 3),
+            "max": round(max(values), 3),
+        }
+
+    questions = [r for r in results if r.kind == "question" and r.v2v_s is not None]
+    v2v = [r.v2v_s for r in questions if r.v2v_s is not None]
+    stages = {s: stats([r.stages_s[s] for r in questions if s in r.stages_s]) for s, _, _ in STAGES}
+    overhead = [
+        r.v2v_s - sum(r.stages_s.get(s, 0.0) for s in BUDGET_STAGES)
+        for r in questions
+        if r.v2v_s is not None and all(s in r.stages_s for s in BUDGET_STAGES)
+    ]
+    client_extra = [
+        r.v2v_s - r.stages_s["voice_to_voice"]
+        for r in questions
+        if r.v2v_s is not None and "voice_to_voice" in r.stages_s
+    ]
+    return {
+        "voice_to_voice_s": stats(v2v),
+        "barge_in_stop_s": stats([r.barge_in_stop_s for r in results if r.barge_in_stop_s is not None]),
+        "stages_s": stages,
+        "overhead_s": stats(overhead),
+        "client_beyond_server_s": stats(client_extra),
+        "turns": len(results),
+    }
+
+
+async def run_load(
+    url: str,
+    sessions: int,
+    turns: int,
+    settings: Settings,
+    args: argparse.Namespace,
+    utterances: tuple[list[Utterance], Utterance, Utterance],
+) -> list[TurnResult]:
+    questions, story, interruption = utterances
+    rng = random.Random(args.seed)
+    jobs = [
+        run_session(
+            url, i, turns, questions, story, interruption, args.character, args.barge_every, random.Random(rng.random())
+        )
+        for i in range(sessions)
+    ]
+    per_session = await asyncio.gather(*jobs)
+    return [r for session in per_session for r in session]
+
+
+def start_server(settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, LLMASOS_DATA_DIR=str(settings.data_dir))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmasos", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("the server did not become healthy in 10 minutes")
+
+
+async def soak(
+    url: str, settings: Settings, args: argparse.Namespace, utterances: tuple[list[Utterance], Utterance, Utterance]
+) -> list[dict[str, float]]:
+    samples: list[dict[str, float]] = []
+    t0 = time.monotonic()
+    stop = t0 + args.soak_s
+
+    async def sample() -> None:
+        async with httpx.AsyncClient(timeout=10) as http:
+            while time.monotonic() < stop:
+                health = (await http.get(f"{url}/healthz")).json()
+                samples.append(
+                    {
+                        "t_s": round(time.monotonic() - t0, 1),
+                        "rss_mb": health.get("rss_mb", 0.0),
+                        "sessions": health.get("sessions", 0),
+                    }
+                )
+                await asyncio.sleep(args.sample_s)  # a sampling interval, not synchronisation
+
+    async def talk() -> None:
+        while time.monotonic() < stop:
+            await run_load(url, args.sessions, args.turns, settings, args, utterances)
+
+    await asyncio.gather(sample(), talk())
+    return samples
+
+
+def plot(results: list[TurnResult], summary: dict[str, Any], sweep: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = 3 if sweep else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2))
+    v2v = sorted(r.v2v_s for r in results if r.kind == "question" and r.v2v_s is not None)
+    ax = axes[0]
+    if v2v:
+        ax.plot(v2v, np.arange(1, len(v2v) + 1) / len(v2v), drawstyle="steps-post")
+    ax.axvline(1.3, color="green", ls="--", lw=1, label="target p50 1.3 s")
+    ax.axvline(2.0, color="orange", ls="--", lw=1, label="target p95 2.0 s")
+    ax.set(
+        xlabel="voice-to-voice at the client (s)",
+        ylabel="fraction of turns",
+        title="Voice-to-voice CDF",
+        xlim=(0, max([*v2v, 2.5]) * 1.05),
+        ylim=(0, 1.02),
+    )
+    ax.legend(loc="lower right")
+    ax = axes[1]
+    bottom = 0.0
+    for stage in (*BUDGET_STAGES, "overhead"):
+        stat = summary["overhead_s"] if stage == "overhead" else summary["stages_s"].get(stage, {})
+        value = float(stat.get("p50", 0.0))
+        ax.bar(["p50"], [value], bottom=bottom, label=stage)
+        bottom += value
+    ax.set(ylabel="seconds", title="Where the time goes (p50 per stage)")
+    ax.legend(loc="upper left", fontsize=8)
+    if sweep:
+        ax = axes[2]
+        n = [row["sessions"] for row in sweep]
+        ax.plot(n, [row["voice_to_voice_s"].get("p50", np.nan) for row in sweep], "o-", label="p50")
+        ax.plot(n, [row["voice_to_voice_s"].get("p95", np.nan) for row in sweep], "s-", label="p95")
+        ax.set(
+            xlabel="concurrent sessions",
+            ylabel="voice-to-voice (s)",
+            title="Concurrency sweep",
+            xscale="log",
+            xticks=n,
+            xticklabels=[str(x) for x in n],
+        )
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    utterances = make_utterances(settings)
+    proc, url = (None, args.url) if args.url else start_server(settings)
+    try:
+        results: list[TurnResult] = []
+        sweep: list[dict[str, Any]] = []
+        soak_samples: list[dict[str, float]] = []
+        if args.sweep:
+            for n in [int(x) for x in args.sweep.split(",")]:
+                rows = asyncio.run(run_load(url, n, args.turns, settings, args, utterances))
+                sweep.append({"sessions": n, **summarise(rows)})
+                print(f"sessions={n}: {sweep[-1]['voice_to_voice_s']}", flush=True)
+                if n == args.sessions:
+                    results = rows
+        if not results:
+            results = asyncio.run(run_load(url, args.sessions, args.turns, settings, args, utterances))
+        if args.soak_s:
+            soak_samples = asyncio.run(soak(url, settings, args, utterances))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+    summary = summarise(results)
+    data = {
+        "benchmark": "latency",
+        "machine": machine(),
+        "config": {
+            "url": args.url or "started by the bench",
+            "sessions": args.sessions,
+            "turns": args.turns,
+            "character": args.character,
+            "barge_every": args.barge_every,
+            "llm": settings.llm.backend,
+            "asr": settings.asr.model,
+            "min_silence_ms": settings.endpoint.min_silence_ms,
+        },
+        "summary": summary,
+        "sweep": sweep,
+        "soak": soak_samples,
+        "turns": [asdict(r) for r in results],
+    }
+    write_json(args.json, data)
+    plot(results, summary, sweep, args.png)
+    print(markdown(data))
+    return 0
+
+
+def markdown(data: dict[str, Any]) -> str:
+    s = data["summary"]
+    lines = ["| measure | n | p50 (s) | p95 (s) | max (s) |", "|---|---|---|---|---|"]
+
+    def row(name: str, stat: dict[str, Any]) -> None:
+        lines.append(
+            f"| {name} | {stat.get('n', 0)} | {stat.get('p50', '–')} | {stat.get('p95', '–')} | "
+            f"{stat.get('max', '–')} |"
+        )
+
+    row("**voice-to-voice (client)**", s["voice_to_voice_s"])
+    for stage, stat in s["stages_s"].items():
+        row(f"stage: {stage}", stat)
+    row("overhead (v2v − budget stages)", s["overhead_s"])
+    row("client beyond server timeline", s["client_beyond_server_s"])
+    row("**barge-in stop (client)**", s["barge_in_stop_s"])
+    for entry in data["sweep"]:
+        row(f"sweep: {entry['sessions']} sessions, voice-to-voice", entry["voice_to_voice_s"])
+    return "\n".join(lines)

@@ -20,8 +20,9 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from dialogue.errors import DialogueError
 from dialogue.manager import DialogueManager
-from dialogue.types import Character, ReplyEvent
+from dialogue.types import Character, ReplyDone, ReplyEvent, ReplySentence
 from llmasos.turn import Speaker, Timeline, Turn, speak_text
 from memory.types import MemoryStore
 from rtc.audio import PcmFrame
@@ -34,10 +35,12 @@ from rtc.protocol import (
     MetricsMessage,
     PingMessage,
     PongMessage,
+    ReplyMessage,
     StateMessage,
     TextMessage,
     TranscriptMessage,
 )
+from rtc.ratelimit import TokenBucket
 from voice.audio import check_format
 from voice.endpoint import EndpointOptions
 from voice.errors import AudioFormatError, VoiceError
@@ -101,6 +104,9 @@ class ConversationOptions:
     recall_k: int = 4
     recall_budget_s: float = 0.15
     greet: bool = True
+    memory_writes_per_min: int = 60
+    llm_timeout_s: float = 20.0  # the longest wait for the model's next piece of a reply
+    apology: str = "Sorry, I lost my train of thought. Could you say that again?"
 
 
 class Conversation:
@@ -123,6 +129,8 @@ class Conversation:
         self._turn_user_text = ""
         self._turns = 0
         self._audio_s = 0.0  # seconds of microphone audio read so far
+        rate = options.memory_writes_per_min / 60.0
+        self._memory_bucket = TokenBucket(rate, burst=max(2.0, options.memory_writes_per_min / 6))
         self.transcripts: list[str] = []  # final transcripts of this session, in order
 
     # ---- lifecycle -----------------------------------------------------------------------------------------------
@@ -220,6 +228,7 @@ class Conversation:
     def _on_user_text(self, text: str, timeline: Timeline, *, typed: bool = False) -> None:
         if not text:
             return
+        log.debug("player said", extra={"text": text, "typed": typed})  # transcripts: debug logging only
         turn = self._turn
         if turn is not None and not turn.speaking and self._turn_user_text and not typed:
             # the user went on before the reply started: answer everything they said, once
@@ -240,8 +249,28 @@ class Conversation:
             self._s.observer.error("memory_recall")
             log.warning("memory recall failed", extra={"reason": repr(exc)})
         timeline.mark("recall_done")
-        async for event in self._manager.reply(text, memories=memories):
-            yield event
+        replies = self._manager.reply(text, memories=memories)
+        spoke = False
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(anext(replies), self._opts.llm_timeout_s)
+                except StopAsyncIteration:
+                    return
+                spoke = spoke or isinstance(event, ReplySentence)
+                yield event
+        except (TimeoutError, DialogueError) as exc:
+            # the model is down or stalled: say so, in the character's voice, and go on listening
+            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
+            log.warning("llm unavailable", extra={"reason": reason})
+            self._error("llm_unavailable", f"the character's mind is unavailable: {reason}")
+            if not spoke:
+                yield ReplySentence(text=self._opts.apology, start_char=0)
+                yield ReplyDone(full_text=self._opts.apology)
+        finally:
+            close = getattr(replies, "aclose", None)
+            if close is not None:
+                await close()
 
     def _start_turn(self, user_text: str | None, source: AsyncIterator[ReplyEvent], timeline: Timeline) -> None:
         previous = self._turn_task
@@ -263,6 +292,12 @@ class Conversation:
         except asyncio.CancelledError:
             outcome = "interrupted"
             raise
+        except VoiceError as exc:  # the voice failed: show the words at least
+            outcome = "failed"
+            log.error("speech synthesis failed", extra={"turn": turn.number, "reason": str(exc)})
+            self._error("tts_failed", f"the character's voice failed: {exc}")
+            if turn.text:
+                self._t.send(ReplyMessage(text=turn.text, final=True, turn=turn.number))
         except Exception as exc:
             outcome = "failed"
             log.exception("turn failed", extra={"turn": turn.number})
@@ -289,8 +324,13 @@ class Conversation:
     def _remember(self, user_text: str, heard: str) -> None:
         memory, character, player, observer = self._s.memory, self._character, self._player, self._s.observer
 
+        bucket = self._memory_bucket
+
         async def write() -> None:
             try:
+                # at most memory_writes_per_min per session: beyond it, writes wait (they are never dropped)
+                waits = [bucket.reserve() for _ in range(2 if heard else 1)]
+                await asyncio.sleep(waits[-1])
                 await memory.remember(character.id, player, f"{player} said: {user_text}", kind="heard")
                 if heard:
                     await memory.remember(character.id, player, f"{character.name} said: {heard}", kind="heard")

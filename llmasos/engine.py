@@ -52,7 +52,11 @@ class Engine:
     def conversation_options(self) -> ConversationOptions:
         m = self.settings.memory
         return ConversationOptions(
-            endpoint=endpoint_options(self.settings), recall_k=m.top_k, recall_budget_s=m.recall_budget_ms / 1000
+            endpoint=endpoint_options(self.settings),
+            recall_k=m.top_k,
+            recall_budget_s=m.recall_budget_ms / 1000,
+            llm_timeout_s=self.settings.llm.timeout_s,
+            memory_writes_per_min=self.settings.limits.memory_writes_per_min,
         )
 
     def character(self, character_id: str) -> Character | None:

@@ -6,6 +6,7 @@
     GET  /characters   the characters a client may talk to
     GET  /rtc/config   ICE servers for clients
     POST /rtc/offer    {"sdp", "type": "offer", "character", "player"} -> {"sdp", "type": "answer", "session"}
+    DELETE /players/{player}/memories   forget a player everywhere
 
 Errors are JSON ``{"error": {"code": ..., "message": ...}}`` with a 4xx/5xx status. Models load once, in a
 thread, when the server starts; sessions are refused (503, Retry-After) until they are loaded.
@@ -33,12 +34,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from llmasos.auth import AuthError, authorize, load_secret, verify
 from llmasos.conversation import Conversation
 from llmasos.engine import Engine, load_engine
 from llmasos.metrics import Metrics
 from llmasos.settings import Settings
 from rtc import PeerOptions, PeerSession, SignalingError
-from rtc.protocol import SessionMessage
+from rtc.protocol import ErrorMessage, SessionMessage
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +49,11 @@ _ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
 class OfferRequest(BaseModel):
-    sdp: str = Field(max_length=64 * 1024)
+    sdp: str = Field(max_length=1024 * 1024)  # the configured limit (limits.max_sdp_bytes) is checked after
     type: Literal["offer"]
     character: str = Field(pattern=_ID.pattern)
     player: str = Field(pattern=_ID.pattern)
+    token: str | None = Field(None, max_length=4096)  # or `Authorization: Bearer ...`
 
 
 class OfferAnswer(BaseModel):
@@ -100,10 +103,16 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def auth_required(settings: Settings) -> bool:
+    mode = settings.server.auth
+    return mode == "required" or (mode == "auto" and not _is_loopback(settings.server.host))
+
+
 def create_app(
     settings: Settings, loader: Callable[[Settings, Callable[[str], None]], Engine] = load_engine
 ) -> FastAPI:
     state = ServerState(settings)
+    secret = load_secret(settings.server.secret, settings.data_dir) if auth_required(settings) else b""
 
     def progress(line: str) -> None:
         state.progress.append(line)
@@ -111,6 +120,10 @@ def create_app(
         print(f"llmasos: {line}", flush=True)
 
     async def load() -> None:
+        if not secret and _is_loopback(settings.server.host):
+            progress("no authentication: the server listens on loopback only")
+        elif not secret:
+            progress("WARNING: no authentication on a non-loopback address (server.auth = off)")
         try:
             state.engine = await asyncio.to_thread(loader, settings, progress)
             progress(f"ready: open http://{settings.server.host}:{settings.server.port}/ in a browser")
@@ -178,6 +191,26 @@ def create_app(
             ]
         }
 
+    @app.delete("/players/{player}/memories", responses={401: {"model": ErrorResponse}})
+    async def forget(player: str, request: Request) -> JSONResponse:
+        """Delete everything remembered of a player, with every character (their token, when auth is on)."""
+        if not _ID.match(player):
+            return error(422, "invalid_request", "player: not a valid id")
+        if secret:
+            header = request.headers.get("authorization", "")
+            try:
+                claims = verify(secret, header[7:] if header.lower().startswith("bearer ") else "")
+            except AuthError as exc:
+                return error(exc.status, exc.code, exc.message)
+            if claims.player != player:
+                return error(403, "player_mismatch", "a player can only forget their own memories")
+        engine = state.engine
+        if engine is None:
+            return error(503, "loading", "the models are still loading; try again shortly", {"Retry-After": "5"})
+        deleted = await engine.memory.forget(player)
+        log.info("player forgotten", extra={"deleted": deleted})
+        return JSONResponse({"player": player, "deleted": deleted})
+
     @app.get("/rtc/config")
     async def rtc_config() -> dict[str, Any]:
         return {"iceServers": [{"urls": url} for url in settings.server.ice_servers]}
@@ -187,17 +220,41 @@ def create_app(
         response_model=OfferAnswer,
         responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
     )
-    async def offer(body: OfferRequest) -> OfferAnswer | JSONResponse:
+    async def offer(body: OfferRequest, request: Request) -> OfferAnswer | JSONResponse:
+        origin = request.headers.get("origin")
+        if origin is not None and not _origin_allowed(origin, request, settings):
+            state.metrics.error("bad_origin")
+            return error(403, "bad_origin", f"origin {origin!r} may not open sessions on this server")
+        if secret:
+            header = request.headers.get("authorization", "")
+            token = header[7:] if header.lower().startswith("bearer ") else body.token
+            try:
+                authorize(secret, token, body.player, body.character)
+            except AuthError as exc:
+                state.metrics.error(exc.code)
+                return error(exc.status, exc.code, exc.message)
         engine = state.engine
         if engine is None:
             return error(503, "loading", "the models are still loading; try again shortly", {"Retry-After": "5"})
+        if len(state.sessions) >= settings.limits.max_sessions:
+            state.metrics.error("server_full")
+            return error(
+                503,
+                "server_full",
+                f"{len(state.sessions)} sessions are open, the most this server takes",
+                {"Retry-After": "10"},
+            )
         character = engine.character(body.character)
         if character is None:
             known = ", ".join(engine.characters)
             return error(404, "unknown_character", f"no character {body.character!r} (known: {known})")
+        limits = settings.limits
         options = PeerOptions(
             ice_servers=tuple(settings.server.ice_servers),
             allow_loopback=_allow_loopback(settings),
+            max_sdp_bytes=limits.max_sdp_bytes,
+            max_message_bytes=limits.max_message_bytes,
+            messages_per_s=limits.messages_per_s,
         )
         try:
             peer = await PeerSession.accept(body.sdp, options)
@@ -208,7 +265,9 @@ def create_app(
         session_id = uuid.uuid4().hex
         conversation = engine.conversation(peer, character, body.player, state.metrics)
         peer.send(SessionMessage(session=session_id, character=character.id, player=body.player))
-        task = asyncio.create_task(_run(state, session_id, peer, conversation), name=f"session-{session_id}")
+        task = asyncio.create_task(
+            _run(state, session_id, peer, conversation, limits.max_session_s), name=f"session-{session_id}"
+        )
         state.sessions[session_id] = _Session(session_id, peer, conversation, task)
         state.metrics.sessions.inc()
         state.metrics.sessions_total.inc()
@@ -228,14 +287,27 @@ def _rss_mb() -> float:
     return 0.0
 
 
+def _origin_allowed(origin: str, request: Request, settings: Settings) -> bool:
+    """The server's own origin, and those configured in server.allowed_origins."""
+    if origin in settings.server.allowed_origins:
+        return True
+    host = request.headers.get("host", "")
+    return origin in (f"http://{host}", f"https://{host}")
+
+
 def _allow_loopback(settings: Settings) -> bool:
     configured = settings.server.allow_loopback_candidates
     return _is_loopback(settings.server.host) if configured is None else configured
 
 
-async def _run(state: ServerState, session_id: str, peer: PeerSession, conversation: Conversation) -> None:
+async def _run(
+    state: ServerState, session_id: str, peer: PeerSession, conversation: Conversation, max_s: float
+) -> None:
     try:
-        await conversation.run()
+        await asyncio.wait_for(conversation.run(), max_s)
+    except TimeoutError:
+        peer.send(ErrorMessage(code="session_too_long", message=f"sessions end after {max_s:.0f} s; reconnect"))
+        state.metrics.error("session_too_long")
     except Exception:
         log.exception("session failed", extra={"session": session_id})
     finally:

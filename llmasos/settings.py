@@ -35,6 +35,24 @@ class _Section(BaseModel):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    # ICE servers handed to aiortc and to clients, e.g. ["stun:stun.example.org:3478"]; empty: host candidates
+    ice_servers: tuple[str, ...] = ()
+    # offer 127.0.0.1 host candidates (aioice leaves them out); None: when the server listens on loopback
+    allow_loopback_candidates: bool | None = None
+    # session tokens: "auto" requires them unless the server listens on loopback only
+    auth: Literal["auto", "required", "off"] = "auto"
+    secret: str | None = None  # HMAC key for tokens (set it through LLMASOS_SERVER__SECRET); None: data_dir/secret.key
+    # browser origins allowed to open sessions, e.g. ["https://world.example"]; the server's own is always allowed
+    allowed_origins: tuple[str, ...] = ()
+
+
+class LimitSettings(_Section):
+    max_sessions: int = Field(8, ge=1)  # more get 503 with Retry-After
+    max_session_s: float = Field(3600.0, gt=0)  # a session is closed (with an error event) after this long
+    max_sdp_bytes: int = Field(64 * 1024, ge=1024)
+    max_message_bytes: int = Field(16 * 1024, ge=256)  # one data-channel message
+    messages_per_s: float = Field(10.0, gt=0)  # data-channel messages, sustained (bursts up to 2 s worth)
+    memory_writes_per_min: int = Field(60, ge=1)  # per session; beyond it writes wait, they are not dropped
 
 
 class ASRSettings(_Section):
@@ -46,11 +64,16 @@ class ASRSettings(_Section):
     cpu_threads: int = Field(0, ge=0)  # 0: one per core
     language: str | None = None  # None: the model decides (tiny.en is English only)
     partial_interval_ms: int = Field(600, ge=100)
+    partials: bool = True  # re-decode the growing utterance while the user speaks
+    word_timestamps: bool = True  # word timings on final transcripts
+    speculative: bool = True  # start the final decode during the endpointing silence (kept if the turn ends)
+    speculate_after_ms: int = Field(200, ge=0, le=5000)  # ... once the pause is this long
 
 
 class VADSettings(_Section):
     model_dir: Path | None = None
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    neg_threshold: float | None = Field(None, gt=0.0, lt=1.0)  # speech ends below it; None: threshold - 0.15
 
 
 class EndpointSettings(_Section):
@@ -58,12 +81,16 @@ class EndpointSettings(_Section):
     pre_roll_ms: int = Field(300, ge=0, le=2000)
     min_speech_ms: int = Field(150, ge=0, le=5000)
     max_utterance_s: float = Field(20.0, ge=1.0, le=120.0)
+    cut_search_ms: int = Field(2000, ge=32, le=10000)  # a long utterance is cut at its quietest point in here
 
 
 class TTSSettings(_Section):
     voice: str = "joe"
-    model_dir: Path | None = None
+    model_dir: Path | None = None  # a folder with one Piper voice (.onnx + .onnx.json), or the .onnx file
     device: Device = "auto"
+    length_scale: float | None = Field(None, gt=0.1, le=5.0)  # None: the voice's own pace
+    first_clause_chars: int = Field(0, ge=0, le=500)  # > 0: speak the first clause once it is this long
+    sentence_pause_ms: int = Field(0, ge=0, le=2000)
 
 
 class LLMSettings(_Section):
@@ -78,17 +105,32 @@ class LLMSettings(_Section):
     model: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = Field(20.0, gt=0)
+    threads: int = Field(0, ge=0)  # CPU threads for local generation; 0: one per core
+    history_turns: int = Field(6, ge=0, le=100)  # player/character exchanges kept in the prompt
+    clause_min_words: int = Field(6, ge=1, le=100)  # speak a clause early once it has this many words
+    native_tools: bool = True  # openai backend: world actions as tool calls; False: inline action markup
+    cache_converted: bool = True  # keep the packaged GGUF's dequantized copy in data_dir (~0.5 GB; fast starts)
 
 
 class EmbeddingsSettings(_Section):
     model_dir: Path | None = None
     device: Device = "auto"
+    batch_size: int = Field(64, ge=1, le=1024)
 
 
 class MemorySettings(_Section):
     chroma_url: str | None = None  # e.g. http://127.0.0.1:8001 for a `chroma run` server; None: embedded
     top_k: int = Field(4, ge=0, le=50)
     recall_budget_ms: int = Field(150, ge=1)
+    # prefix of the Chroma collections' names (one collection per player, one per character's world facts)
+    collection: str = Field("memories", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,400}[a-zA-Z0-9]$")
+    candidates: int = Field(20, ge=1, le=500)  # nearest memories re-ranked by recency and importance
+    half_life_hours: float = Field(72.0, gt=0)  # a memory's recency halves every half-life
+    weight_similarity: float = Field(1.0, ge=0)
+    weight_recency: float = Field(0.3, ge=0)
+    weight_importance: float = Field(0.3, ge=0)
+    write_batch: int = Field(64, ge=1, le=1000)  # queued memories embedded and written together
+    reflect_every: int = Field(8, ge=0)  # heard turns summarised into one reflection; 0: never
 
 
 class Settings(BaseSettings):
@@ -110,6 +152,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
     memory: MemorySettings = MemorySettings()
+    limits: LimitSettings = LimitSettings()
 
     @classmethod
     def settings_customise_sources(

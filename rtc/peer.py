@@ -27,7 +27,8 @@ from pydantic import BaseModel
 from rtc.audio import InboundAudio, OutboundAudioTrack, PcmFrame
 from rtc.errors import ProtocolError, SignalingError
 from rtc.loopback import allow_loopback_candidates
-from rtc.protocol import CHANNEL_LABEL, ClientMessage, encode, parse_client_message
+from rtc.protocol import CHANNEL_LABEL, MAX_MESSAGE_BYTES, ClientMessage, encode, parse_client_message
+from rtc.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ class PeerOptions:
     inbound_max_frames: int = 250  # 5 s of 20 ms frames, then the oldest is dropped
     speaker_buffer_ms: int = 200
     max_pending_messages: int = 1000  # held until the data channel opens
+    max_sdp_bytes: int = MAX_SDP_BYTES
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    messages_per_s: float = 10.0  # client messages, sustained; bursts of 2 s worth; the rest are refused
 
 
 class PeerSession:
@@ -56,6 +60,7 @@ class PeerSession:
         self._pending: collections.deque[str] = collections.deque(maxlen=options.max_pending_messages)
         self._incoming: asyncio.Queue[ClientMessage | ProtocolError | None] = asyncio.Queue(maxsize=256)
         self.answer: RTCSessionDescription | None = None
+        self._bucket = TokenBucket(options.messages_per_s, burst=options.messages_per_s * 2)
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -79,8 +84,8 @@ class PeerSession:
     @classmethod
     async def accept(cls, sdp: str, options: PeerOptions = PeerOptions()) -> PeerSession:
         """Answer a client's offer. Raises SignalingError on an offer that cannot be answered."""
-        if len(sdp.encode("utf-8", errors="replace")) > MAX_SDP_BYTES:
-            raise SignalingError(f"SDP larger than {MAX_SDP_BYTES} bytes", code="sdp_too_large")
+        if len(sdp.encode("utf-8", errors="replace")) > options.max_sdp_bytes:
+            raise SignalingError(f"SDP larger than {options.max_sdp_bytes} bytes", code="sdp_too_large")
         if "m=audio" not in sdp:
             raise SignalingError("the offer has no audio media section (m=audio)", code="bad_sdp")
         if options.allow_loopback:
@@ -113,19 +118,26 @@ class PeerSession:
 
         @channel.on("message")
         def on_message(raw: str | bytes) -> None:
+            if not self._bucket.take():
+                if self._bucket.should_report():
+                    self._enqueue(ProtocolError("too many messages; slow down", code="rate_limited"))
+                return
             try:
-                item: ClientMessage | ProtocolError = parse_client_message(raw)
+                item: ClientMessage | ProtocolError = parse_client_message(raw, self._options.max_message_bytes)
             except ProtocolError as exc:
                 item = exc
-            if self._incoming.full():
-                item = ProtocolError("too many messages; slow down", code="rate_limited")
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    self._incoming.get_nowait()
-            self._incoming.put_nowait(item)
+            self._enqueue(item)
 
         @channel.on("close")
         def on_close() -> None:
             self.channel_open.clear()
+
+    def _enqueue(self, item: ClientMessage | ProtocolError) -> None:
+        if self._incoming.full():  # the conversation is not keeping up: the oldest message gives way
+            item = ProtocolError("too many messages; slow down", code="rate_limited")
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self._incoming.get_nowait()
+        self._incoming.put_nowait(item)
 
     def send(self, message: BaseModel) -> None:
         """Send a server message; held in order until the channel is open."""

@@ -142,12 +142,14 @@ _server_adapter: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
 CLIENT_TYPES = ("text", "interrupt", "ping")
 
 
-def parse_client_message(raw: str | bytes) -> TextMessage | InterruptMessage | PingMessage:
+def parse_client_message(
+    raw: str | bytes, max_bytes: int = MAX_MESSAGE_BYTES
+) -> TextMessage | InterruptMessage | PingMessage:
     """Parse one message from a client. Raises ProtocolError with a code the client can act on."""
     if isinstance(raw, bytes | bytearray | memoryview):
         raise ProtocolError("binary messages are not supported; send JSON text", code="binary_not_supported")
-    if len(raw.encode("utf-8", errors="surrogatepass")) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message larger than {MAX_MESSAGE_BYTES} bytes", code="message_too_large")
+    if len(raw.encode("utf-8", errors="surrogatepass")) > max_bytes:
+        raise ProtocolError(f"message larger than {max_bytes} bytes", code="message_too_large")
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, RecursionError) as exc:

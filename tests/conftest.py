@@ -12,6 +12,7 @@ import pytest
 NETGUARD = Path(__file__).parent / "netguard"
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(NETGUARD))
+sys.path.insert(0, str(Path(__file__).parent))  # shared fakes: `from fakes import ...`
 
 from tests_netguard_impl import install as _install_netguard  # noqa: E402
 

@@ -15,6 +15,24 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run)
 
 
+def verify_for_serving(settings: Settings) -> None:
+    """Check the sha256 of every packaged model this configuration loads; raises ModelError (exit 2)."""
+    from llmasos.models import DEFAULTS, ModelStore, Role, asr_model_name, get_spec
+    from llmasos.voice_factory import VOICES
+
+    store = ModelStore(settings.data_dir)
+    wanted = {
+        Role.VAD: None if settings.vad.model_dir else DEFAULTS[Role.VAD],
+        Role.ASR: None if settings.asr.model_dir else asr_model_name(settings.asr.model),
+        Role.TTS: None if settings.tts.model_dir else VOICES.get(settings.tts.voice),
+        Role.LLM: None if settings.llm.model_dir or settings.llm.backend == "openai" else DEFAULTS[Role.LLM],
+        Role.EMBEDDINGS: None if settings.embeddings.model_dir else DEFAULTS[Role.EMBEDDINGS],
+    }
+    for name in wanted.values():
+        if name is not None:
+            store.verify(get_spec(name))
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -23,6 +41,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if overrides:
         settings = load_settings(args.config, server=overrides)
+    verify_for_serving(settings)  # a corrupt or missing model refuses the start, before anything listens
     app = create_app(settings)
     print(f"llmasos: serving on http://{settings.server.host}:{settings.server.port}/ (loading models ...)", flush=True)
     uvicorn.run(

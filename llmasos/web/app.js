@@ -1,6 +1,7 @@
 // LLMasOS browser client: one WebRTC peer (mic up, character's voice down) and the `events` data channel.
 // No build step. Query parameters: ?aec=0 turns off echo cancellation, noise suppression and gain control
-// (automated tests with a fake microphone), ?character=ID&player=ID preselect, ?autoconnect=1 connects at once.
+// (automated tests with a fake microphone), ?character=ID&player=ID preselect, ?autoconnect=1 connects at once,
+// ?token=... is the session token a server bound to a public address asks for (`llmasos token`).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -170,7 +171,7 @@ async function connect() {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer", character: select.value,
-                             player: $("player").value || "guest" }),
+                             player: $("player").value || "guest", token: params.get("token") || undefined }),
     });
     const body = await res.json();
     if (!res.ok) throw new Error(body.error ? `${body.error.code}: ${body.error.message}` : res.statusText);

@@ -1,0 +1,182 @@
+"""Fakes of our own protocols for conversation tests: a fake voice, an in-memory store, a scripted listener,
+a transport whose speaker is the real OutboundAudioTrack driven frame by frame (no wall clock)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+from pydantic import BaseModel
+
+from dialogue import ActionParam, ActionSpec, Backend, Character, DialogueManager
+from llmasos.conversation import Conversation, ConversationOptions, Services
+from memory.types import Memory, MemoryKind, Recalled
+from rtc.audio import OutboundAudioTrack, PcmFrame
+from rtc.errors import ProtocolError
+from rtc.protocol import ClientMessage
+from voice.listener import ListenEvent
+from voice.types import AudioFrame, TTSChunk, WordTiming
+
+RATE = 48_000
+WORD_MS = 100  # the fake voice speaks every word in exactly 100 ms
+
+
+class FakeVoice:
+    """TTS protocol: one chunk per line of text, every word 100 ms of tone, exact word timings."""
+
+    sample_rate = RATE
+
+    def __init__(self) -> None:
+        self.spoken: list[str] = []
+
+    async def stream(self, text_chunks: AsyncIterator[str]) -> AsyncIterator[TTSChunk]:
+        offset, start_ms = 0, 0.0
+        async for piece in text_chunks:
+            text = piece.strip()
+            lead = len(piece) - len(piece.lstrip())
+            words, pos = [], offset + lead
+            for i, word in enumerate(text.split()):
+                at = piece.index(word, pos - offset)
+                words.append(
+                    WordTiming(
+                        word, offset + at, offset + at + len(word), start_ms + i * WORD_MS, start_ms + (i + 1) * WORD_MS
+                    )
+                )
+                pos = offset + at + len(word)
+            n = len(text.split()) * RATE * WORD_MS // 1000
+            pcm = np.full(n, 5000, dtype=np.int16)
+            self.spoken.append(text)
+            yield TTSChunk(pcm, RATE, text, offset + lead, offset + lead + len(text), start_ms, tuple(words))
+            offset += len(piece)
+            start_ms += n * 1000 / RATE
+
+
+class FakeMemory:
+    def __init__(self) -> None:
+        self.items: list[Memory] = []
+
+    async def remember(
+        self, character: str, player: str | None, text: str, *, kind: MemoryKind = "heard", importance: float = 0.5
+    ) -> str:
+        self.items.append(Memory(str(len(self.items)), character, player, text, kind, importance, 0.0))
+        return str(len(self.items))
+
+    async def recall(self, character: str, player: str, query: str, *, k: int, budget_s: float) -> list[Recalled]:
+        return [Recalled(m, 1.0, 1.0) for m in self.items if m.player == player][:k]
+
+    async def list(self, character: str | None, player: str | None, *, limit: int = 100) -> list[Memory]:
+        return self.items[:limit]
+
+    async def forget(self, player: str, character: str | None = None) -> int:
+        return 0
+
+    async def close(self) -> None:
+        pass
+
+
+class ScriptedListener:
+    def __init__(self) -> None:
+        self.events: asyncio.Queue[ListenEvent | None] = asyncio.Queue()
+
+    async def run(self, frames: AsyncIterator[AudioFrame]) -> AsyncIterator[ListenEvent]:
+        while (event := await self.events.get()) is not None:
+            yield event
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self._speaker = OutboundAudioTrack(200, clock=lambda: 0.0, sleep=self._no_sleep)
+        self._closed = asyncio.Event()
+        self.sent: list[dict[str, Any]] = []
+        self.new_message = asyncio.Event()
+        self.inbox: asyncio.Queue[ClientMessage | ProtocolError | None] = asyncio.Queue()
+
+    @staticmethod
+    async def _no_sleep(_: float) -> None:
+        await asyncio.sleep(0)
+
+    @property
+    def speaker(self) -> OutboundAudioTrack:
+        return self._speaker
+
+    @property
+    def closed(self) -> asyncio.Event:
+        return self._closed
+
+    def send(self, message: BaseModel) -> None:
+        self.sent.append(message.model_dump(exclude_none=True))
+        self.new_message.set()
+
+    async def audio_frames(self) -> AsyncIterator[PcmFrame]:
+        await self._closed.wait()
+        return
+        yield  # pragma: no cover
+
+    async def messages(self) -> AsyncIterator[ClientMessage | ProtocolError]:
+        while (item := await self.inbox.get()) is not None:
+            yield item
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.sent if m["type"] == kind]
+
+    async def until(self, predicate: Any) -> dict[str, Any]:
+        """The first sent message matching ``predicate`` (waits for it; no wall clock)."""
+        while True:
+            for m in self.sent:
+                if predicate(m):
+                    return m
+            self.new_message.clear()
+            await self.new_message.wait()
+
+    async def play(self, frames: int) -> None:
+        """The client plays ``frames`` 20 ms frames of the character's voice."""
+        for _ in range(frames):
+            await self._speaker.recv()
+            await asyncio.sleep(0)
+
+
+CHARACTER = Character(
+    id="smith",
+    name="Brom",
+    persona="A blacksmith.",
+    greeting="Hello there friend.",
+    actions=(ActionSpec("wave", params=(ActionParam("target", "string"),)), ActionSpec("nod")),
+)
+
+
+def make_conversation(
+    reply: str | BaseChatModel,
+    *,
+    greet: bool = False,
+    voice: Any = None,
+    memory: Any = None,
+    observer: Any = None,
+    options: ConversationOptions | None = None,
+) -> tuple[Conversation, FakeTransport, ScriptedListener, Any, DialogueManager]:
+    """A conversation with Brom; ``reply`` is what the model says (every time), or a chat model."""
+    model = GenericFakeChatModel(messages=iter([AIMessage(content=reply)] * 20)) if isinstance(reply, str) else reply
+    manager = DialogueManager(Backend("fake", model), CHARACTER)
+    transport, listener, memory = FakeTransport(), ScriptedListener(), memory or FakeMemory()
+    services = Services(open_listener=lambda: listener, tts=voice or FakeVoice(), memory=memory)
+    if observer is not None:
+        services = Services(services.open_listener, services.tts, services.memory, observer)
+    options = options or ConversationOptions(greet=greet)
+    return Conversation(services, transport, manager, "ann", options), transport, listener, memory, manager
+
+
+async def start(conversation: Conversation) -> asyncio.Task[None]:
+    task = asyncio.create_task(conversation.run())
+    await asyncio.sleep(0)  # let it send its first state
+    return task
+
+
+async def play_until_final(t: FakeTransport) -> dict[str, Any]:
+    """Play the character's voice until the reply is final; returns the final reply."""
+    while not any(m.get("final") for m in t.of("reply")):
+        await t.play(5)
+    return [m for m in t.of("reply") if m.get("final")][-1]

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -69,6 +70,11 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 422, 503)
+}
 
 
 def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -162,7 +168,7 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error(exc.status_code, "http_error", str(exc.detail))
+        return error(exc.status_code, "http_error", str(exc.detail), dict(exc.headers or {}))
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -191,11 +197,9 @@ def create_app(
             ]
         }
 
-    @app.delete("/players/{player}/memories", responses={401: {"model": ErrorResponse}})
-    async def forget(player: str, request: Request) -> JSONResponse:
+    @app.delete("/players/{player}/memories", responses=_ERRORS)
+    async def forget(request: Request, player: str = PathParam(pattern=_ID.pattern)) -> JSONResponse:
         """Delete everything remembered of a player, with every character (their token, when auth is on)."""
-        if not _ID.match(player):
-            return error(422, "invalid_request", "player: not a valid id")
         if secret:
             header = request.headers.get("authorization", "")
             try:
@@ -218,7 +222,7 @@ def create_app(
     @app.post(
         "/rtc/offer",
         response_model=OfferAnswer,
-        responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+        responses=_ERRORS,
     )
     async def offer(body: OfferRequest, request: Request) -> OfferAnswer | JSONResponse:
         origin = request.headers.get("origin")

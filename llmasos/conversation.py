@@ -14,9 +14,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -138,6 +138,9 @@ class Conversation:
     async def run(self) -> None:
         """Until the transport closes. Every turn is finalised (heard text stored) before this returns."""
         self._t.send(StateMessage(state="listening"))
+        warm = getattr(self._s.memory, "warm", None)  # load this player's memories before the first recall
+        if warm is not None:
+            _spawn(warm(self._character.id, self._player), "conversation-warm-memory")
         if self._opts.greet and self._character.greeting:
             self._start_turn(None, speak_text(self._character.greeting), Timeline())
         tasks = [
@@ -338,9 +341,7 @@ class Conversation:
                 observer.error("memory_write")
                 log.error("memory write failed", extra={"reason": repr(exc)})
 
-        task = asyncio.create_task(write(), name="conversation-remember")
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        _spawn(write(), "conversation-remember")
 
     def _error(self, code: str, message: str) -> None:
         self._s.observer.error(code)
@@ -361,3 +362,10 @@ class Conversation:
 
 
 _background: set[asyncio.Task[None]] = set()
+
+
+def _spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
+    """A background task that is kept referenced until done, and awaited when the session closes."""
+    task = asyncio.create_task(coro, name=name)
+    _background.add(task)
+    task.add_done_callback(_background.discard)

@@ -74,3 +74,8 @@ async def test_speech_and_interrupt_in_process(app: FastAPI, engine: Engine) -> 
     assert any("Where are the dinosaurs" in m.text for m in memories)
     assert (engine.settings.data_dir / "chroma").is_dir()  # on disk, in the data directory
 
+    # privacy: the player is forgotten everywhere through the API
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
+        res = await http.delete("/players/inproc/memories")
+    assert res.status_code == 200 and res.json()["deleted"] >= 2
+    assert [m for m in await engine.memory.list("museum_guide", "inproc") if m.player == "inproc"] == []

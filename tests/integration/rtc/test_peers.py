@@ -155,3 +155,20 @@ async def test_offer_without_audio_is_refused() -> None:
             await PeerSession.accept(client.localDescription.sdp, OPTIONS)
     finally:
         await client.close()
+
+
+async def test_message_flood_is_rate_limited(pair: Pair) -> None:
+    await asyncio.wait_for(pair.session.channel_open.wait(), 10)
+    for i in range(100):
+        pair.channel.send(f'{{"type":"ping","id":{i}}}')
+    pair.channel.send('{"type":"text","text":"the end"}')
+    pings, limited = 0, 0
+    async for item in pair.session.messages():
+        if isinstance(item, ProtocolError):
+            assert item.code == "rate_limited"
+            limited += 1
+        else:
+            pings += 1
+        if pings + limited >= 21:  # the burst (20) and one refusal report
+            break
+    assert limited >= 1 and pings <= 20

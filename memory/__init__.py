@@ -1,4 +1,38 @@
-"""memory/: the memory store protocol, its ChromaDB implementation, embeddings.
+"""memory/: the memory store protocol, its ChromaDB implementation, embeddings and reflection.
 
 Imports nothing of llmasos, voice, dialogue or rtc.
 """
+
+from memory.chroma_store import ChromaMemoryStore, ChromaStoreOptions
+from memory.embedder import HashingEmbedder, SentenceTransformerEmbedder
+from memory.errors import (
+    EmbeddingError,
+    MemoryBackendError,
+    MemoryClosedError,
+    MemoryInputError,
+    MemoryStoreError,
+)
+from memory.ranking import RankOptions
+from memory.reflection import ReflectionOptions, Reflector, Summarise
+from memory.types import Embedder, Memory, MemoryKind, MemoryStore, Recalled
+
+__all__ = [
+    "ChromaMemoryStore",
+    "ChromaStoreOptions",
+    "Embedder",
+    "EmbeddingError",
+    "HashingEmbedder",
+    "Memory",
+    "MemoryBackendError",
+    "MemoryClosedError",
+    "MemoryInputError",
+    "MemoryKind",
+    "MemoryStore",
+    "MemoryStoreError",
+    "RankOptions",
+    "Recalled",
+    "ReflectionOptions",
+    "Reflector",
+    "SentenceTransformerEmbedder",
+    "Summarise",
+]

@@ -1,7 +1,8 @@
-"""The memory contract: what is stored, what recall returns, and the store protocol."""
+"""The memory contract: what is stored, what recall returns, the store protocol and the embedder protocol."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -22,7 +23,7 @@ class Memory:
 @dataclass(frozen=True)
 class Recalled:
     memory: Memory
-    score: float  # the ranking score (similarity, recency and importance combined)
+    score: float  # the ranking score (similarity, recency and importance combined), 0..1
     similarity: float  # cosine similarity to the query, 0..1
 
 
@@ -30,17 +31,40 @@ class MemoryStore(Protocol):
     """Memories per (character, player) plus world facts per character.
 
     A player's memories are never returned for another player. All methods are safe to call from the event
-    loop: the work happens off it.
+    loop: the work happens off it. ``remember`` only queues the write and returns the new memory's id at once;
+    ``flush`` waits until everything queued so far is stored, ``close`` stores everything queued, then closes.
+    Operations are applied in the order they were issued (a ``forget`` also removes writes queued before it).
     """
 
     async def remember(
         self, character: str, player: str | None, text: str, *, kind: MemoryKind = "heard", importance: float = 0.5
     ) -> str: ...
 
-    async def recall(self, character: str, player: str, query: str, *, k: int, budget_s: float) -> list[Recalled]: ...
+    async def recall(self, character: str, player: str, query: str, *, k: int, budget_s: float) -> list[Recalled]:
+        """The best ``k`` of this player's memories and the character's world facts, best first.
 
-    async def list(self, character: str | None, player: str | None, *, limit: int = 100) -> list[Memory]: ...
+        Returns what it has (possibly nothing) when ``budget_s`` runs out; it never raises for a slow backend.
+        """
+        ...
 
-    async def forget(self, player: str, character: str | None = None) -> int: ...
+    async def list(self, character: str | None, player: str | None, *, limit: int = 100) -> list[Memory]:
+        """The newest memories first. ``character`` None: every character. ``player`` given: that player's
+        memories plus the world facts; None: every player's (an operator's view)."""
+        ...
+
+    async def forget(self, player: str, character: str | None = None) -> int:
+        """Delete every memory of ``player`` (of every character unless one is given); returns how many."""
+        ...
+
+    async def flush(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class Embedder(Protocol):
+    """Texts to unit-length vectors. Blocking: callers run it off the event loop."""
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...

@@ -1,0 +1,316 @@
+"""ChromaMemoryStore: the MemoryStore on ChromaDB (embedded PersistentClient or a `chroma run` server).
+
+Memories live in one collection per player and world facts in one per character (see memory/collections.py
+for why); each record's metadata carries ``character``, ``player`` (``""`` for a world fact), ``kind``,
+``importance`` and ``created_at``. A recall reads the player's collection (filtered on the character) and the
+character's world facts: another player's memories never leave the database for this conversation.
+
+Threads: writes go through one background writer (batched embedding + add, in issue order); reads (recall,
+list) run on a small reader pool. Vectors always come from the injected Embedder: Chroma's own embedding
+function (which downloads a model) is never used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, get_args
+
+from memory.chroma_client import close_client
+from memory.collections import CollectionSet, Scope
+from memory.errors import MemoryBackendError, MemoryClosedError, MemoryInputError
+from memory.ranking import RankOptions, rank, similarity_from_distance
+from memory.types import Embedder, Memory, MemoryKind, MemoryStore, Recalled
+from memory.writer import BatchWriter
+
+log = logging.getLogger(__name__)
+
+_WORLD = ""  # the player value of a shared world fact
+_SCOPES: tuple[Scope, ...] = ("p", "w")
+_KINDS = frozenset(get_args(MemoryKind))
+_MAX_CHUNK = 4000  # records per Chroma call in bulk operations (below Chroma's max batch size)
+
+
+@dataclass(frozen=True)
+class ChromaStoreOptions:
+    collection: str = "memories"  # prefix of the collections' names
+    candidates: int = 20  # nearest memories taken from Chroma, then re-ranked
+    write_batch: int = 64
+    readers: int = 2  # recall/list threads
+    rank: RankOptions = field(default_factory=RankOptions)
+
+
+class ChromaMemoryStore:
+    """Implements memory.types.MemoryStore. Owns ``client`` and closes it on close()."""
+
+    def __init__(
+        self,
+        client: Any,
+        embedder: Embedder,
+        options: ChromaStoreOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._options = options or ChromaStoreOptions()
+        self._client = client
+        self._embedder = embedder
+        self._clock = clock
+        self._collections = CollectionSet(client, self._options.collection)
+        try:
+            client.heartbeat()
+        except Exception as exc:
+            raise MemoryBackendError(f"the Chroma database does not answer: {exc}", retryable=True) from exc
+        self._reader = ThreadPoolExecutor(max_workers=self._options.readers, thread_name_prefix="memory-reader")
+        self._writer: BatchWriter[Memory] = BatchWriter(self._write_batch, max_batch=self._options.write_batch)
+        self._closed = False
+
+    # -- the MemoryStore protocol ------------------------------------------------------------------------
+
+    async def remember(
+        self, character: str, player: str | None, text: str, *, kind: MemoryKind = "heard", importance: float = 0.5
+    ) -> str:
+        memory = self._new_memory(character, player, text, kind, importance)
+        self._writer.add(memory)
+        return memory.id
+
+    async def recall(self, character: str, player: str, query: str, *, k: int, budget_s: float) -> list[Recalled]:
+        _check_id("character", character)
+        _check_id("player", player)
+        if k <= 0:
+            return []
+        self._check_open()
+        deadline = time.monotonic() + budget_s
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._reader, self._recall_sync, character, player, query, k, deadline)
+        try:
+            return await asyncio.wait_for(future, timeout=max(0.0, budget_s))
+        except TimeoutError:
+            log.warning("memory recall over its time budget; answering without memories", extra={"budget_s": budget_s})
+            return []
+        except Exception:
+            log.exception("memory recall failed; answering without memories")
+            return []
+
+    async def list(self, character: str | None, player: str | None, *, limit: int = 100) -> builtins.list[Memory]:
+        if character is not None:
+            _check_id("character", character)
+        if player is not None:
+            _check_id("player", player)
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, self._list_sync, character, player, limit)
+
+    async def forget(self, player: str, character: str | None = None) -> int:
+        _check_id("player", player)
+        if character is not None:
+            _check_id("character", character)
+        self._check_open()
+        return await asyncio.wrap_future(self._writer.call(lambda: self._forget_sync(player, character)))
+
+    async def flush(self) -> None:
+        self._check_open()
+        await asyncio.wrap_future(self._writer.barrier())
+
+    async def close(self) -> None:
+        """Store everything queued, then release the threads and the client. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._close_sync)
+
+    # -- blocking helpers (tools, benchmarks) ------------------------------------------------------------
+
+    def count(self) -> int:
+        """How many memories are stored (blocking; lists every collection)."""
+        return sum(int(c.count()) for scope in _SCOPES for c in self._collections.all(scope))
+
+    def bulk_add(self, memories: Sequence[Memory], embeddings: Sequence[Sequence[float]]) -> None:
+        """Store memories with precomputed vectors (blocking; bypasses the writer queue)."""
+        if len(memories) != len(embeddings):
+            raise MemoryInputError("bulk_add needs one embedding per memory")
+        self._add(memories, [list(v) for v in embeddings])
+
+    async def warm(self, character: str, player: str) -> None:
+        """Load this conversation's collections ahead of its first recall (a cold one costs ~150 ms)."""
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._reader, self._warm_sync, character, player)
+
+    @property
+    def pending_writes(self) -> int:
+        """Operations queued and not yet applied."""
+        return self._writer.pending
+
+    @property
+    def failed_writes(self) -> int:
+        """Memories dropped because their batch failed to be written (each one is logged)."""
+        return self._writer.failed
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _new_memory(self, character: str, player: str | None, text: str, kind: str, importance: float) -> Memory:
+        _check_id("character", character)
+        if player is not None:
+            _check_id("player", player)
+        if not text or not text.strip():
+            raise MemoryInputError("a memory needs some text")
+        if kind not in _KINDS:
+            raise MemoryInputError(f"memory kind {kind!r} is not one of {sorted(_KINDS)}")
+        if not 0.0 <= importance <= 1.0:
+            raise MemoryInputError(f"importance {importance} is outside 0..1")
+        self._check_open()
+        return Memory(
+            id=uuid.uuid4().hex,
+            character=character,
+            player=player,
+            text=text.strip(),
+            kind=kind,  # type: ignore[arg-type]
+            importance=float(importance),
+            created_at=self._clock(),
+        )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MemoryClosedError("the memory store is closed; open a new one")
+
+    def _write_batch(self, memories: builtins.list[Memory]) -> None:
+        self._add(memories, self._embedder.embed([m.text for m in memories]))
+
+    def _add(self, memories: Sequence[Memory], embeddings: builtins.list[builtins.list[float]]) -> None:
+        groups: dict[tuple[Scope, str], builtins.list[int]] = {}
+        for i, m in enumerate(memories):
+            groups.setdefault(_home(m), []).append(i)
+        for (scope, key), indices in groups.items():
+            for start in range(0, len(indices), _MAX_CHUNK):
+                chunk = indices[start : start + _MAX_CHUNK]
+                records = {
+                    "ids": [memories[i].id for i in chunk],
+                    "embeddings": [embeddings[i] for i in chunk],
+                    "documents": [memories[i].text for i in chunk],
+                    "metadatas": [_metadata(memories[i]) for i in chunk],
+                }
+                try:
+                    self._collections.get_or_create(scope, key).add(**records)
+                except Exception:
+                    # a stale handle (the collection was dropped elsewhere): look it up afresh, once
+                    self._collections.evict(scope, key)
+                    self._collections.get_or_create(scope, key).add(**records)
+
+    def _query(
+        self, scope: Scope, key: str, vector: builtins.list[float], where: dict[str, Any] | None, k: int = 1
+    ) -> Any:
+        collection = self._collections.get(scope, key)
+        if collection is None:
+            return []
+        try:
+            result = collection.query(
+                query_embeddings=[vector],
+                n_results=max(k, self._options.candidates),
+                where=where,
+                include=["documents", "metadatas", "distances"],
+            )
+        except Exception:
+            self._collections.evict(scope, key)
+            raise
+        return [
+            (_memory(id_, doc, meta), similarity_from_distance(dist))
+            for id_, doc, meta, dist in zip(
+                result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True
+            )
+        ]
+
+    def _recall_sync(self, character: str, player: str, query: str, k: int, deadline: float) -> builtins.list[Recalled]:
+        vector = self._embedder.embed([query])[0]
+        if time.monotonic() > deadline:
+            return []  # the caller has given up already: spare Chroma the query
+        pairs = self._query("p", player, vector, {"character": character}, k)
+        pairs += self._query("w", character, vector, None, k)
+        return rank(pairs, now=self._clock(), k=k, options=self._options.rank)
+
+    def _warm_sync(self, character: str, player: str) -> None:
+        vector = [1.0] + [0.0] * (self._embedder.dimension - 1)
+        self._query("p", player, vector, None)
+        self._query("w", character, vector, None)
+
+    def _list_sync(self, character: str | None, player: str | None, limit: int) -> builtins.list[Memory]:
+        if player is not None:
+            sources = [self._collections.get("p", player)]
+        else:
+            sources = list(self._collections.all("p"))
+        if character is not None:
+            sources.append(self._collections.get("w", character))
+        else:
+            sources.extend(self._collections.all("w"))
+        where = {"character": character} if character is not None else None
+        memories: builtins.list[Memory] = []
+        for collection in sources:
+            if collection is None:
+                continue
+            result = collection.get(where=where, include=["documents", "metadatas"])
+            memories.extend(
+                _memory(id_, doc, meta)
+                for id_, doc, meta in zip(result["ids"], result["documents"], result["metadatas"], strict=True)
+            )
+        memories.sort(key=lambda m: m.created_at, reverse=True)
+        return memories[: max(0, limit)]
+
+    def _forget_sync(self, player: str, character: str | None) -> int:
+        if character is None:
+            return self._collections.drop("p", player)
+        collection = self._collections.get("p", player)
+        if collection is None:
+            return 0
+        ids = list(collection.get(where={"character": character}, include=[])["ids"])
+        for start in range(0, len(ids), _MAX_CHUNK):
+            collection.delete(ids=ids[start : start + _MAX_CHUNK])
+        return len(ids)
+
+    def _close_sync(self) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self._reader.shutdown(wait=True)
+            close_client(self._client)
+
+
+if TYPE_CHECKING:
+    _conforms: type[MemoryStore] = ChromaMemoryStore  # checked by mypy: the class implements the protocol
+
+
+def _check_id(what: str, value: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise MemoryInputError(f"{what} must be a non-empty string")
+
+
+def _home(m: Memory) -> tuple[Scope, str]:
+    """The collection a memory lives in: its player's, or its character's world facts."""
+    return ("p", m.player) if m.player is not None else ("w", m.character)
+
+
+def _metadata(m: Memory) -> dict[str, str | float]:
+    return {
+        "character": m.character,
+        "player": m.player if m.player is not None else _WORLD,
+        "kind": m.kind,
+        "importance": m.importance,
+        "created_at": m.created_at,
+    }
+
+
+def _memory(id_: str, document: str | None, meta: Any) -> Memory:
+    player = str(meta["player"])
+    return Memory(
+        id=id_,
+        character=str(meta["character"]),
+        player=player if player != _WORLD else None,
+        text=document or "",
+        kind=meta["kind"],
+        importance=float(meta["importance"]),
+        created_at=float(meta["created_at"]),
+    )

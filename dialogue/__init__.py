@@ -1,4 +1,49 @@
 """dialogue/: characters, world-action schema, LLM backends, the LangChain dialogue manager.
 
-Imports nothing of llmasos, voice, memory or rtc.
+Imports nothing of llmasos, voice, memory or rtc. The contract is in dialogue.types.
 """
+
+from dialogue.characters import find, load_character, scan
+from dialogue.errors import (
+    BackendError,
+    BackendUnavailableError,
+    CharacterError,
+    CharacterNotFoundError,
+    DialogueError,
+)
+from dialogue.manager import DialogueManager, ManagerOptions
+from dialogue.splitter import SplitterOptions
+from dialogue.types import (
+    ActionParam,
+    ActionSpec,
+    Backend,
+    Character,
+    HistoryEntry,
+    ReplyAction,
+    ReplyDone,
+    ReplyEvent,
+    ReplySentence,
+)
+
+__all__ = [
+    "ActionParam",
+    "ActionSpec",
+    "Backend",
+    "BackendError",
+    "BackendUnavailableError",
+    "Character",
+    "CharacterError",
+    "CharacterNotFoundError",
+    "DialogueError",
+    "DialogueManager",
+    "HistoryEntry",
+    "ManagerOptions",
+    "ReplyAction",
+    "ReplyDone",
+    "ReplyEvent",
+    "ReplySentence",
+    "SplitterOptions",
+    "find",
+    "load_character",
+    "scan",
+]

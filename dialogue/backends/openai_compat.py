@@ -1,0 +1,210 @@
+"""An OpenAI-compatible chat endpoint (vLLM, a llama.cpp server, ...) as a LangChain chat model.
+
+Streams Server-Sent Events from ``POST {base_url}/chat/completions`` with httpx. Tools bound with
+``bind_tools`` are sent as OpenAI function tools; tool-call deltas arrive as LangChain tool_call_chunks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
+
+import httpx
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.chat_models import generate_from_stream
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import SecretStr
+
+from dialogue.errors import BackendError
+
+
+class OpenAICompatChatModel(BaseChatModel):
+    base_url: str  # e.g. http://127.0.0.1:8080/v1
+    model_name: str = "default"
+    api_key: SecretStr | None = None
+    max_tokens: int = 96
+    temperature: float = 0.7
+    timeout_s: float = 20.0
+
+    @property
+    def _llm_type(self) -> str:
+        return "openai-compatible"
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        if tool_choice is not None:
+            kwargs["tool_choice"] = tool_choice
+        return self.bind(tools=formatted, **kwargs)
+
+    def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": [{"role": _role(m), "content": m.text} for m in messages],
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if stop:
+            body["stop"] = stop
+        for key in ("tools", "tool_choice"):
+            if kwargs.get(key):
+                body[key] = kwargs[key]
+        return body
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "text/event-stream"}
+        if self.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.api_key.get_secret_value()}"
+        return headers
+
+    @property
+    def _url(self) -> str:
+        return self.base_url.rstrip("/") + "/chat/completions"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        body = self._request(messages, stop, kwargs)
+        try:
+            with (
+                httpx.Client(timeout=self.timeout_s) as client,
+                client.stream("POST", self._url, json=body, headers=self._headers()) as response,
+            ):
+                if response.status_code >= 400:
+                    response.read()
+                    raise _http_error(response)
+                sent = False
+                for line in response.iter_lines():
+                    chunk = _parse_line(line)
+                    if chunk is _DONE:
+                        break
+                    if isinstance(chunk, ChatGenerationChunk):
+                        if run_manager is not None and chunk.text:
+                            run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                        sent = True
+                        yield chunk
+                if not sent:  # LangChain refuses a stream without chunks
+                    yield ChatGenerationChunk(message=AIMessageChunk(content=""))
+        except httpx.HTTPError as exc:
+            raise BackendError(f"OpenAI-compatible endpoint {self.base_url} failed: {exc}", retryable=True) from exc
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        body = self._request(messages, stop, kwargs)
+        try:
+            async with (
+                httpx.AsyncClient(timeout=self.timeout_s) as client,
+                client.stream("POST", self._url, json=body, headers=self._headers()) as response,
+            ):
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _http_error(response)
+                sent = False
+                async for line in response.aiter_lines():
+                    chunk = _parse_line(line)
+                    if chunk is _DONE:
+                        break
+                    if isinstance(chunk, ChatGenerationChunk):
+                        if run_manager is not None and chunk.text:
+                            await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                        sent = True
+                        yield chunk
+                if not sent:  # LangChain refuses a stream without chunks
+                    yield ChatGenerationChunk(message=AIMessageChunk(content=""))
+        except httpx.HTTPError as exc:
+            raise BackendError(f"OpenAI-compatible endpoint {self.base_url} failed: {exc}", retryable=True) from exc
+
+
+_DONE = object()
+
+
+def _parse_line(line: str) -> ChatGenerationChunk | object | None:
+    """One SSE line: a chunk, _DONE at ``data: [DONE]``, or None (comments, keep-alives, empty deltas)."""
+    if not line.startswith("data:"):
+        return None
+    payload = line[5:].strip()
+    if payload == "[DONE]":
+        return _DONE
+    try:
+        event = json.loads(payload)
+    except json.JSONDecodeError:
+        raise BackendError(f"the endpoint sent an event that is not JSON: {payload[:80]!r}") from None
+    if not isinstance(event, dict):
+        return None
+    if "error" in event:
+        raise BackendError(f"the endpoint reported an error: {event['error']}")
+    usage = event.get("usage")
+    usage_metadata = None
+    if isinstance(usage, dict):
+        usage_metadata = {
+            "input_tokens": int(usage.get("prompt_tokens") or 0),
+            "output_tokens": int(usage.get("completion_tokens") or 0),
+            "total_tokens": int(usage.get("total_tokens") or 0),
+        }
+    choices = event.get("choices") or []
+    delta = choices[0].get("delta") or {} if choices and isinstance(choices[0], dict) else {}
+    content = delta.get("content") or ""
+    tool_chunks = []
+    for tc in delta.get("tool_calls") or []:
+        fn = tc.get("function") or {}
+        tool_chunks.append(
+            {
+                "name": fn.get("name"),
+                "args": fn.get("arguments"),
+                "id": tc.get("id"),
+                "index": tc.get("index", 0),
+                "type": "tool_call_chunk",
+            }
+        )
+    finish = choices[0].get("finish_reason") if choices and isinstance(choices[0], dict) else None
+    if not content and not tool_chunks and usage_metadata is None and not finish:
+        return None
+    message = AIMessageChunk(
+        content=content,
+        tool_call_chunks=tool_chunks,  # type: ignore[arg-type]
+        usage_metadata=usage_metadata,  # type: ignore[arg-type]
+        response_metadata={"finish_reason": finish} if finish else {},
+    )
+    return ChatGenerationChunk(message=message)
+
+
+def _http_error(response: httpx.Response) -> BackendError:
+    retryable = response.status_code in (408, 429) or response.status_code >= 500
+    return BackendError(
+        f"OpenAI-compatible endpoint answered {response.status_code}: {response.text[:200]}", retryable=retryable
+    )
+
+
+def _role(message: BaseMessage) -> str:
+    return {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}.get(message.type, "user")

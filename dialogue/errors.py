@@ -1,0 +1,42 @@
+"""Errors raised by dialogue/.
+
+    DialogueError
+    ├── CharacterError         a character file is invalid (has .path and .field)
+    │   └── CharacterNotFoundError  no character has the requested id
+    └── BackendError           an LLM backend failed (has .retryable)
+        └── BackendUnavailableError  the backend's optional package is not installed
+
+Invalid world actions are not errors: they are dropped and logged with the reason.
+Every message says what to do next.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DialogueError(Exception):
+    """Root of dialogue/'s errors."""
+
+
+class CharacterError(DialogueError):
+    def __init__(self, path: Path | None, field: str, message: str) -> None:
+        where = f"{path}" if path is not None else "character"
+        at = f" (field {field})" if field else ""
+        super().__init__(f"{where}{at}: {message}")
+        self.path = path
+        self.field = field
+
+
+class CharacterNotFoundError(CharacterError):
+    pass
+
+
+class BackendError(DialogueError):
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class BackendUnavailableError(BackendError):
+    pass

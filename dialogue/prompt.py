@@ -1,0 +1,56 @@
+"""The prompt of one reply: persona, world context, recalled memories, recent history and the player's words."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+
+from dialogue.actions import markup_help
+from dialogue.types import Character, HistoryEntry
+
+MEMORY_HEADER = "You remember about this player:"
+
+
+@dataclass(frozen=True)
+class PromptInput:
+    character: Character
+    player_text: str
+    memories: Sequence[str] = ()
+    world: str = ""
+    history: Sequence[HistoryEntry] = ()
+    markup: bool = True  # describe inline action markup (models without native tool calling)
+
+
+def system_text(p: PromptInput) -> str:
+    c = p.character
+    parts = [c.persona]
+    if c.scenario:
+        parts.append(f"Scene: {c.scenario}")
+    if p.world:
+        parts.append(f"Right now: {p.world}")
+    if c.knowledge:
+        parts.append("You know:\n" + "\n".join(f"- {k}" for k in c.knowledge))
+    if p.memories:
+        parts.append(MEMORY_HEADER + "\n" + "\n".join(f"- {m}" for m in p.memories))
+    parts.append(
+        f"Answer as {c.name} in one to three short spoken sentences. Plain words only: your reply is read aloud."
+    )
+    if c.actions:
+        if p.markup:
+            parts.append(
+                "You can act by writing an action in square brackets where it happens in your reply, "
+                "for example [nod]. Only these actions exist:\n" + markup_help(c)
+            )
+        else:
+            parts.append("You can act by calling the tools you are given while you speak.")
+    return "\n\n".join(parts)
+
+
+def build_messages(p: PromptInput) -> list[BaseMessage]:
+    messages: list[BaseMessage] = [SystemMessage(system_text(p))]
+    for entry in p.history:
+        messages.append(HumanMessage(entry.text) if entry.role == "player" else AIMessage(entry.text))
+    messages.append(HumanMessage(p.player_text))
+    return messages

@@ -1,0 +1,93 @@
+"""The dialogue contract: characters, their world actions, the reply events, and the backend protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from langchain_core.language_models import BaseChatModel
+
+ParamType = Literal["string", "integer", "number", "boolean", "enum"]
+ArgValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class ActionParam:
+    name: str
+    type: ParamType
+    description: str = ""
+    required: bool = True
+    choices: tuple[str, ...] = ()  # the allowed values of an enum
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """A world action a character may perform, e.g. ``give_item(item, target)``."""
+
+    name: str
+    description: str = ""
+    params: tuple[ActionParam, ...] = ()
+
+    def param(self, name: str) -> ActionParam | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+@dataclass(frozen=True)
+class Character:
+    id: str
+    name: str
+    persona: str
+    greeting: str = ""
+    voice: str = "joe"
+    scenario: str = ""
+    examples: str = ""  # sample dialogue
+    knowledge: tuple[str, ...] = ()  # facts the character knows about its world
+    actions: tuple[ActionSpec, ...] = ()
+    source: Path | None = None  # the file it was read from
+
+    def action(self, name: str) -> ActionSpec | None:
+        return next((a for a in self.actions if a.name == name), None)
+
+
+@dataclass(frozen=True)
+class ReplySentence:
+    """A piece of the reply ready for speech: a sentence, or a clause when it is long enough to start early."""
+
+    text: str
+    start_char: int  # offset of its first character in the spoken reply text
+
+
+@dataclass(frozen=True)
+class ReplyAction:
+    """A declared world action with valid arguments, at its place in the spoken reply text."""
+
+    name: str
+    args: Mapping[str, ArgValue]
+    at_char: int
+
+
+@dataclass(frozen=True)
+class ReplyDone:
+    full_text: str  # the whole spoken reply (action markup removed)
+    dropped: int = 0  # how many invalid actions were dropped (each logged with its reason)
+
+
+ReplyEvent = ReplySentence | ReplyAction | ReplyDone
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    role: Literal["player", "character"]
+    text: str
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An LLM backend: a LangChain chat model and how it can express world actions."""
+
+    name: str  # "transformers", "openai", "llamacpp", "fake", ...
+    model: BaseChatModel
+    native_tools: bool = False  # True: actions as tool calls; False: inline action markup in the text
+    options: Mapping[str, str] = field(default_factory=dict)  # description for logs and benchmarks

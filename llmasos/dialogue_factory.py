@@ -1,0 +1,105 @@
+"""Wiring dialogue/ from the settings: the characters directory, the LLM backend, the dialogue manager.
+
+``build_backend`` loads the model (blocking: call it at start-up or in a thread); the backend is shared by
+every conversation, and each conversation gets its own DialogueManager.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from dialogue import Backend, Character, DialogueManager, ManagerOptions, SplitterOptions, find
+from dialogue.backends.hf import LocalModelOptions, load_local
+from dialogue.backends.llamacpp import LlamaCppOptions, load_llamacpp
+from dialogue.backends.openai_compat import OpenAICompatChatModel
+from llmasos.errors import ConfigError
+from llmasos.models import DEFAULTS, ModelStore, Role, get_spec, resolve
+from llmasos.settings import Settings
+
+PACKAGED_CHARACTERS = Path(__file__).parent / "characters"
+
+
+def characters_dir(settings: Settings) -> Path:
+    """``settings.characters_dir``, else the characters shipped with llmasos."""
+    return settings.characters_dir or PACKAGED_CHARACTERS
+
+
+def load_character(settings: Settings, character_id: str) -> Character:
+    return find(characters_dir(settings), character_id)
+
+
+def build_backend(settings: Settings) -> Backend:
+    llm = settings.llm
+    if llm.backend == "openai":
+        if not llm.base_url:
+            raise ConfigError("llm.backend is 'openai' but llm.base_url is not set (e.g. http://127.0.0.1:8080/v1)")
+        key = os.environ.get(llm.api_key_env)
+        model = OpenAICompatChatModel(
+            base_url=llm.base_url,
+            model_name=llm.model or "default",
+            api_key=key,
+            max_tokens=llm.max_new_tokens,
+            temperature=llm.temperature,
+            timeout_s=llm.timeout_s,
+        )
+        return Backend("openai", model, native_tools=llm.native_tools, options={"url": llm.base_url})
+    path = resolve(ModelStore(settings.data_dir), Role.LLM, None, llm.model_dir)
+    if llm.backend == "llamacpp":
+        cpp = load_llamacpp(
+            LlamaCppOptions(
+                path=path, threads=llm.threads, max_new_tokens=llm.max_new_tokens, temperature=llm.temperature
+            )
+        )
+        return Backend("llamacpp", cpp, options={"model": path.name})
+    local = load_local(
+        LocalModelOptions(
+            path=path,
+            cache_dir=converted_cache(settings),
+            device=llm.device,
+            threads=llm.threads,
+            max_new_tokens=llm.max_new_tokens,
+            temperature=llm.temperature,
+        )
+    )
+    return Backend("transformers", local, options={"model": path.name, "device": local.device})
+
+
+def converted_cache(settings: Settings) -> Path | None:
+    """Where the packaged GGUF's dequantized copy is kept (keyed by its pinned sha256); None for a user model."""
+    if settings.llm.model_dir is not None or not settings.llm.cache_converted:
+        return None
+    spec = get_spec(DEFAULTS[Role.LLM])
+    return settings.data_dir / "cache" / "llm" / f"{spec.name}-{spec.files[0].sha256[:16]}"
+
+
+def summariser(backend: Backend) -> Callable[[list[str]], Awaitable[str]]:
+    """A ``summarise(turns)`` coroutine on the LLM, for memory reflection (memory/ never imports dialogue/)."""
+
+    async def summarise(turns: list[str]) -> str:
+        messages = [
+            SystemMessage(
+                "Summarise what the player told you and what you told them in one or two short sentences. "
+                "Keep names, facts and promises."
+            ),
+            HumanMessage("\n".join(turns)),
+        ]
+        reply = await backend.model.ainvoke(messages)
+        return reply.text
+
+    return summarise
+
+
+def manager_options(settings: Settings) -> ManagerOptions:
+    return ManagerOptions(
+        history_turns=settings.llm.history_turns,
+        splitter=SplitterOptions(min_clause_words=settings.llm.clause_min_words),
+    )
+
+
+def build_manager(settings: Settings, backend: Backend, character: Character) -> DialogueManager:
+    """A new conversation's dialogue manager (cheap: the model is in ``backend``)."""
+    return DialogueManager(backend, character, manager_options(settings))

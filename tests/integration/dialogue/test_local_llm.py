@@ -1,0 +1,97 @@
+"""The packaged SmolLM2 through the transformers backend: it streams, and replies are well-formed events.
+
+A 135M model follows a persona loosely: these tests check structure, not the quality of what it says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from dialogue import Backend, DialogueManager, ReplyAction, ReplyDone, ReplyEvent, ReplySentence
+from llmasos.dialogue_factory import build_backend, load_character
+from llmasos.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+MAX_NEW_TOKENS = 40
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    data = tmp_path_factory.mktemp("dialogue-data")
+    return Settings(data_dir=Path(data), llm={"max_new_tokens": MAX_NEW_TOKENS, "temperature": 0.0})  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def backend(settings: Settings) -> Iterator[Backend]:
+    yield build_backend(settings)
+
+
+async def test_the_packaged_model_streams_tokens(backend: Backend) -> None:
+    assert backend.name == "transformers" and backend.options["model"].endswith(".gguf")
+    chunks = [
+        c async for c in backend.model.astream([SystemMessage("You are a friendly blacksmith."), HumanMessage("Hi!")])
+    ]
+    texts = [c.text for c in chunks if c.text]
+    assert len(texts) >= 3, texts  # many pieces, not one blob at the end
+    assert "".join(texts).strip()
+    usage = [c.usage_metadata for c in chunks if c.usage_metadata]
+    assert len(usage) == 1 and 0 < usage[0]["output_tokens"] <= MAX_NEW_TOKENS
+    finish = [c.response_metadata.get("finish_reason") for c in chunks if c.response_metadata.get("finish_reason")]
+    assert finish in (["stop"], ["length"])
+
+
+async def test_a_reply_is_a_stream_of_well_formed_events(backend: Backend, settings: Settings) -> None:
+    character = load_character(settings, "blacksmith")
+    manager = DialogueManager(backend, character)
+    events: list[ReplyEvent] = [
+        e async for e in manager.reply("Good morning! Do you sell swords?", memories=["The player is called Ann."])
+    ]
+    assert isinstance(events[-1], ReplyDone) and sum(isinstance(e, ReplyDone) for e in events) == 1
+    done = events[-1]
+    sentences = [e for e in events if isinstance(e, ReplySentence)]
+    assert sentences and done.full_text.strip()
+    for s in sentences:
+        assert done.full_text[s.start_char : s.start_char + len(s.text)] == s.text
+    for a in (e for e in events if isinstance(e, ReplyAction)):
+        assert character.action(a.name) is not None and a.at_char <= len(done.full_text)
+    for ch in "[]*":
+        assert ch not in done.full_text
+    assert manager.last_reply == done.full_text.strip()
+
+
+async def test_barge_in_stops_generation_and_keeps_what_was_said(backend: Backend, settings: Settings) -> None:
+    manager = DialogueManager(backend, load_character(settings, "museum_guide"))
+    stream = manager.reply("Tell me everything about the dinosaurs, please.")
+    first = await anext(stream)
+    await stream.aclose()
+    said = manager.last_reply
+    assert isinstance(first, ReplySentence | ReplyAction)
+    if isinstance(first, ReplySentence):
+        assert said.startswith(first.text)
+    # the model is free again at once: the next reply streams normally
+    events = [e async for e in manager.reply("Thanks!")]
+    assert isinstance(events[-1], ReplyDone)
+    assert len(manager.history) == (4 if said else 3)
+
+
+async def test_generation_runs_off_the_event_loop(backend: Backend, settings: Settings) -> None:
+    manager = DialogueManager(backend, load_character(settings, "quest_giver"))
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    events = [e async for e in manager.reply("Any work for me?")]
+    task.cancel()
+    assert isinstance(events[-1], ReplyDone)
+    assert ticks > len(events)  # the loop kept turning while the model generated

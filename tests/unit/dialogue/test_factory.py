@@ -1,0 +1,79 @@
+"""Wiring dialogue/ from the settings (no model is loaded here)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from dialogue import Backend, BackendUnavailableError
+from dialogue.backends.openai_compat import OpenAICompatChatModel
+from dialogue.testing import ScriptedChatModel
+from llmasos.dialogue_factory import (
+    PACKAGED_CHARACTERS,
+    build_backend,
+    build_manager,
+    characters_dir,
+    converted_cache,
+    load_character,
+    summariser,
+)
+from llmasos.errors import ConfigError
+from llmasos.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+
+def settings(tmp_path: Path, **llm: object) -> Settings:
+    return Settings(data_dir=tmp_path, llm=llm)  # type: ignore[arg-type]
+
+
+def test_openai_backend_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="base_url"):
+        build_backend(settings(tmp_path, backend="openai"))
+    monkeypatch.setenv("MY_KEY", "k-123")
+    backend = build_backend(
+        settings(tmp_path, backend="openai", base_url="http://127.0.0.1:1/v1", model="m", api_key_env="MY_KEY")
+    )
+    assert backend.name == "openai" and backend.native_tools
+    assert isinstance(backend.model, OpenAICompatChatModel)
+    assert backend.model.model_name == "m" and backend.model.api_key == SecretStr("k-123")
+    assert backend.model.max_tokens == 96
+    plain = build_backend(settings(tmp_path, backend="openai", base_url="http://x/v1", native_tools=False))
+    assert not plain.native_tools
+
+
+def test_llamacpp_backend_without_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    with pytest.raises(BackendUnavailableError, match="pip install llama-cpp-python"):
+        build_backend(settings(tmp_path, backend="llamacpp", model_dir=gguf))
+
+
+def test_characters_dir_and_converted_cache(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    assert characters_dir(s) == PACKAGED_CHARACTERS
+    assert load_character(s, "quest_giver").name == "Captain Mira"
+    own = Settings(data_dir=tmp_path, characters_dir=tmp_path / "chars")
+    assert characters_dir(own) == tmp_path / "chars"
+    cache = converted_cache(s)
+    assert cache is not None and cache.parent == tmp_path / "cache" / "llm" and "b179c9523d0e6a0f" in cache.name
+    assert converted_cache(settings(tmp_path, model_dir=tmp_path)) is None
+    assert converted_cache(settings(tmp_path, cache_converted=False)) is None
+
+
+async def test_manager_options_and_summariser(tmp_path: Path) -> None:
+    s = settings(tmp_path, history_turns=1, clause_min_words=50)
+    model = ScriptedChatModel(
+        scripts=[["A long reply, with a comma, that is not cut early. Done."], ["Ann likes tea."]]
+    )
+    backend = Backend("fake", model)
+    manager = build_manager(s, backend, load_character(s, "blacksmith"))
+    pieces = [e async for e in manager.reply("hi")]
+    assert len(pieces) == 3  # two sentences (no clause cut at 50 words), then done
+    summary = await summariser(backend)(["player: I like tea", "Brom: Good."])
+    assert summary == "Ann likes tea."
+    assert model.calls[1][-1].text == "player: I like tea\nBrom: Good."

@@ -1,0 +1,115 @@
+"""The transformers chat model's streaming machinery on a fake model and tokenizer (no weights)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+import torch
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from dialogue import BackendError
+from dialogue.backends.hf import TransformersChatModel
+
+pytestmark = pytest.mark.unit
+
+EOS = 0
+
+
+class FakeTokenizer:
+    eos_token_id = EOS
+
+    def __init__(self) -> None:
+        self.chats: list[list[dict[str, str]]] = []
+
+    def apply_chat_template(self, chat: list[dict[str, str]], **kw: Any) -> Any:
+        self.chats.append(chat)
+        ids = torch.tensor([[5, 6, 7]])
+        return _Encoding({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+
+    def decode(self, ids: list[int], **kw: Any) -> str:
+        return "".join("" if i == EOS else f"w{i} " for i in ids)
+
+
+class _Encoding(dict[str, Any]):
+    def to(self, device: str) -> _Encoding:
+        return self
+
+
+class FakeModel:
+    """Generates token ids 1, 2, 3, ... (then EOS at ``eos_after``), honouring the stopping criteria."""
+
+    def __init__(self, eos_after: int | None = None, fail: bool = False) -> None:
+        self.eos_after = eos_after
+        self.fail = fail
+        self.generated = 0
+        self.finished = threading.Event()
+        self.generation_config = type("Config", (), {"eos_token_id": EOS})()
+
+    def generate(self, **params: Any) -> torch.Tensor:
+        if self.fail:
+            raise RuntimeError("out of memory")
+        ids = params["input_ids"]
+        streamer = params["streamer"]
+        streamer.put(ids)  # the prompt, as transformers does
+        try:
+            for step in range(1, params["max_new_tokens"] + 1):
+                if any(c(ids, None) for c in params["stopping_criteria"]):
+                    break
+                token = EOS if self.eos_after is not None and step > self.eos_after else step
+                ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+                self.generated += 1
+                streamer.put(torch.tensor([token]))
+                if token == EOS:
+                    break
+            streamer.end()
+            return ids
+        finally:
+            self.finished.set()
+
+
+def chat_model(model: FakeModel, max_new_tokens: int = 6) -> TransformersChatModel:
+    return TransformersChatModel(model=model, tokenizer=FakeTokenizer(), max_new_tokens=max_new_tokens)
+
+
+async def test_streams_pieces_with_usage_and_finish_reason() -> None:
+    llm = chat_model(FakeModel())
+    chunks = [c async for c in llm.astream([SystemMessage("sys"), HumanMessage("hi")])]
+    assert "".join(c.text for c in chunks) == "w1 w2 w3 w4 w5 w6 "
+    assert len([c for c in chunks if c.text]) >= 5
+    usage = [c.usage_metadata for c in chunks if c.usage_metadata]
+    assert usage == [{"input_tokens": 3, "output_tokens": 6, "total_tokens": 9}]
+    assert [c.response_metadata["finish_reason"] for c in chunks if c.response_metadata.get("finish_reason")] == [
+        "length"
+    ]
+    assert llm.tokenizer.chats[0] == [{"role": "system", "content": "sys"}, {"role": "user", "content": "hi"}]
+
+
+async def test_an_eos_means_a_finished_reply() -> None:
+    llm = chat_model(FakeModel(eos_after=2))
+    chunks = [c async for c in llm.astream("hi")]
+    assert "".join(c.text for c in chunks) == "w1 w2 "
+    assert [c.response_metadata.get("finish_reason") for c in chunks if c.response_metadata] == ["stop"]
+
+
+async def test_closing_the_stream_stops_generation() -> None:
+    model = FakeModel()
+    llm = chat_model(model, max_new_tokens=10_000)
+    stream = llm.astream("hi")
+    first = await anext(stream)
+    assert first.text
+    await stream.aclose()
+    # the loop keeps running meanwhile (closing reaches the generation through LangChain's async generators)
+    assert await asyncio.to_thread(model.finished.wait, 30)  # a bound for a broken build, not a timing assertion
+    assert model.generated < 10_000
+
+
+async def test_a_failed_generation_is_a_backend_error() -> None:
+    with pytest.raises(BackendError, match="out of memory"):
+        [c async for c in chat_model(FakeModel(fail=True)).astream("hi")]
+
+
+def test_sync_invoke() -> None:
+    assert chat_model(FakeModel(eos_after=3)).invoke("hi").text == "w1 w2 w3 "

@@ -1,0 +1,137 @@
+"""The dialogue manager on a scripted chat model: events, history of what was heard, prompts, drops."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import pytest
+from langchain_core.messages import AIMessageChunk
+
+from dialogue import (
+    Backend,
+    BackendUnavailableError,
+    Character,
+    DialogueManager,
+    HistoryEntry,
+    ManagerOptions,
+    ReplyAction,
+    ReplyDone,
+    ReplyEvent,
+    ReplySentence,
+)
+from dialogue.backends.llamacpp import LlamaCppOptions, load_llamacpp
+from dialogue.prompt import MEMORY_HEADER
+from dialogue.testing import ScriptedChatModel, tool_call_chunk
+
+pytestmark = pytest.mark.unit
+
+
+def manager(character: Character, *scripts: list, native_tools: bool = False, **opts: int) -> DialogueManager:  # type: ignore[type-arg]
+    model = ScriptedChatModel(scripts=list(scripts))
+    return DialogueManager(Backend("fake", model, native_tools=native_tools), character, ManagerOptions(**opts))
+
+
+async def collect(m: DialogueManager, text: str = "hi", **kw: object) -> list[ReplyEvent]:
+    return [e async for e in m.reply(text, **kw)]  # type: ignore[arg-type]
+
+
+async def test_streams_sentences_actions_then_done(character: Character) -> None:
+    m = manager(character, ["Hello there", "! [wave target=pl", "ayer] How are", " you?"])
+    events = await collect(m)
+    assert events == [
+        ReplySentence("Hello there!", 0),
+        ReplyAction("wave", {"target": "player"}, 13),
+        ReplySentence("How are you?", 13),
+        ReplyDone("Hello there! How are you?", dropped=0),
+    ]
+    assert m.history == (HistoryEntry("player", "hi"), HistoryEntry("character", "Hello there! How are you?"))
+
+
+async def test_history_keeps_only_what_was_heard(character: Character) -> None:
+    m = manager(character, ["First sentence here. Second one."], ["Next."])
+    await collect(m, "one")
+    m.heard(len("First sentence"))
+    assert m.last_reply == "First sentence"
+    await collect(m, "two")
+    m.heard(0)
+    assert m.history == (
+        HistoryEntry("player", "one"),
+        HistoryEntry("character", "First sentence"),
+        HistoryEntry("player", "two"),
+    )
+    prompt = m.messages("three")
+    assert [msg.type for msg in prompt] == ["system", "human", "ai", "human", "human"]
+    assert prompt[2].text == "First sentence"
+
+
+async def test_a_cancelled_reply_keeps_the_spoken_part(character: Character) -> None:
+    m = manager(character, ["Part one. ", "Part two. ", "Part three."])
+    stream = m.reply("hi")
+    first = await anext(stream)
+    assert first == ReplySentence("Part one.", 0)
+    await stream.aclose()  # barge-in
+    assert m.last_reply == "Part one."
+
+
+async def test_history_is_capped(character: Character) -> None:
+    m = manager(character, ["Ok."], history_turns=2)
+    for i in range(5):
+        await collect(m, f"q{i}")
+    assert [h.text for h in m.history] == ["q3", "Ok.", "q4", "Ok."]
+
+
+async def test_memories_world_and_actions_are_in_the_prompt(character: Character) -> None:
+    model = ScriptedChatModel(scripts=[["Ok."]])
+    m = DialogueManager(Backend("fake", model), character)
+    await collect(m, "hello", memories=["The player's name is Alice."], world="It is raining.")
+    system = model.calls[0][0].text
+    assert f"{MEMORY_HEADER}\n- The player's name is Alice." in system
+    assert "Right now: It is raining." in system
+    assert "[give_item item=sword|map target=player]" in system and character.persona in system
+    assert model.calls[0][-1].text == "hello"
+
+
+async def test_native_tools_are_bound_and_validated(character: Character, caplog: pytest.LogCaptureFixture) -> None:
+    script = [
+        "Take it.",
+        tool_call_chunk(0, "give_item", '{"item": "sw'),
+        tool_call_chunk(0, None, 'ord", "target": "player"}'),
+        tool_call_chunk(1, "fly", "{}"),
+        tool_call_chunk(2, "set_volume", '{"level": "loud"}'),
+        tool_call_chunk(3, "nod", "not json"),
+    ]
+    model = ScriptedChatModel(scripts=[script])
+    m = DialogueManager(Backend("fake", model, native_tools=True), character)
+    with caplog.at_level(logging.WARNING, logger="dialogue.manager"):
+        events = await collect(m)
+    assert [t["function"]["name"] for t in model.bound_tools] == [a.name for a in character.actions]
+    assert "calling the tools" in model.calls[0][0].text and "[nod]" not in model.calls[0][0].text
+    assert [e for e in events if isinstance(e, ReplyAction)] == [
+        ReplyAction("give_item", {"item": "sword", "target": "player"}, 8)
+    ]
+    assert events[-1] == ReplyDone("Take it.", dropped=3)
+    reasons = [r.reason for r in caplog.records if r.getMessage() == "world action dropped"]  # type: ignore[attr-defined]
+    assert len(reasons) == 3
+    assert "not declared" in reasons[0] and "integer" in reasons[1] and "not valid JSON" in reasons[2]
+
+
+async def test_a_reply_cut_by_the_token_cap_drops_its_unfinished_sentence(character: Character) -> None:
+    end = AIMessageChunk(content="", response_metadata={"finish_reason": "length"})
+    m = manager(character, ["I made it. And then I", end])
+    events = await collect(m)
+    assert [e for e in events if isinstance(e, ReplySentence)] == [ReplySentence("I made it.", 0)]
+    assert isinstance(events[-1], ReplyDone) and events[-1].full_text.strip() == "I made it."
+    assert m.last_reply == "I made it."
+
+
+async def test_an_empty_reply(character: Character) -> None:
+    m = manager(character, [])
+    assert await collect(m) == [ReplyDone("", 0)]
+    assert m.history == (HistoryEntry("player", "hi"),)
+
+
+def test_llamacpp_missing_names_the_install(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as if not installed
+    with pytest.raises(BackendUnavailableError, match="pip install llama-cpp-python"):
+        load_llamacpp(LlamaCppOptions(path=tmp_path / "m.gguf"))  # type: ignore[operator]

@@ -83,10 +83,16 @@ class ChatSession:
         if chars is not None:
             self._manager.heard(chars)
             reply = self._manager.last_reply
-        name = self._manager.character.name
-        await self._memory.remember(self.character_id, self._player, f"The player said: {said}", kind="heard")
-        if reply.strip():
-            await self._memory.remember(self.character_id, self._player, f"{name} said: {reply}", kind="heard")
+        for line in heard_lines(self._manager.character.name, said, reply):
+            await self._memory.remember(self.character_id, self._player, line, kind="heard")
+
+
+def heard_lines(character_name: str, said: str, heard: str) -> list[str]:
+    """What one exchange leaves in memory: what the player said, and what they heard of the answer."""
+    lines = [f"The player said: {said}"]
+    if heard.strip():
+        lines.append(f"{character_name} said: {heard.strip()}")
+    return lines
 
 
 ReadLine = Callable[[], Awaitable[str]]

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from dialogue.errors import DialogueError
 from dialogue.manager import DialogueManager
 from dialogue.types import Character, ReplyDone, ReplyEvent, ReplySentence
+from llmasos.chat import heard_lines
 from llmasos.turn import Speaker, Timeline, Turn, speak_text
 from memory.types import MemoryStore
 from rtc.audio import PcmFrame
@@ -332,11 +333,11 @@ class Conversation:
         async def write() -> None:
             try:
                 # at most memory_writes_per_min per session: beyond it, writes wait (they are never dropped)
-                waits = [bucket.reserve() for _ in range(2 if heard else 1)]
+                lines = heard_lines(character.name, user_text, heard)
+                waits = [bucket.reserve() for _ in lines]
                 await asyncio.sleep(waits[-1])
-                await memory.remember(character.id, player, f"{player} said: {user_text}", kind="heard")
-                if heard:
-                    await memory.remember(character.id, player, f"{character.name} said: {heard}", kind="heard")
+                for line in lines:
+                    await memory.remember(character.id, player, line, kind="heard")
             except Exception as exc:
                 observer.error("memory_write")
                 log.error("memory write failed", extra={"reason": repr(exc)})

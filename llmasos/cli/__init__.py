@@ -9,14 +9,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from llmasos import __version__
-from llmasos.cli import bench_cmd, config_cmd, models_cmd
+from llmasos.cli import (
+    bench_cmd,
+    config_cmd,
+    dialogue_cmd,
+    memory_cmd,
+    models_cmd,
+    protocol_cmd,
+    serve_cmd,
+    token_cmd,
+    voice_cmd,
+)
 from llmasos.errors import LLMasOSError
 from llmasos.settings import Settings, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 # Each module exposes register(subparsers); a subcommand sets `handler` with set_defaults.
-_GROUPS = (models_cmd, config_cmd, bench_cmd)
+_GROUPS = (models_cmd, config_cmd, bench_cmd, memory_cmd, voice_cmd, protocol_cmd, dialogue_cmd, serve_cmd, token_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     for group in _GROUPS:
         group.register(sub)
     return parser
+
+
+# Libraries that log every packet, request or model step at INFO: quiet unless debugging.
+_CHATTY = ("aioice", "aiortc", "faster_whisper", "sentence_transformers", "chromadb", "httpx", "matplotlib", "urllib3")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "debug":
+        for name in _CHATTY:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

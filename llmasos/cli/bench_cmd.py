@@ -22,12 +22,31 @@ def register(sub: Any) -> None:
     d.add_argument("--markdown", type=Path, default=Path("bench/results/dialogue.md"))
     d.add_argument("--sizes", default="1000,10000,100000", help="memory counts for the recall benchmark")
     d.set_defaults(handler=_run_dialogue)
+    lat = bsub.add_parser("latency", help="voice-to-voice and barge-in at the client, N sessions, per-stage join")
+    lat.add_argument("--url", default=None, help="a running server (default: start one)")
+    lat.add_argument("--sessions", type=int, default=1)
+    lat.add_argument("--turns", type=int, default=6, help="turns per session")
+    lat.add_argument("--barge-every", type=int, default=3, help="every Nth turn is a barge-in (0: never)")
+    lat.add_argument("--character", default="blacksmith")
+    lat.add_argument("--sweep", default="", help="comma-separated session counts, e.g. 1,2,4,8")
+    lat.add_argument("--soak-s", type=float, default=0.0, help="then soak for this many seconds (e.g. 1800)")
+    lat.add_argument("--sample-s", type=float, default=10.0, help="soak sampling interval")
+    lat.add_argument("--seed", type=int, default=7)
+    lat.add_argument("--json", type=Path, default=Path("bench/results/latency.json"))
+    lat.add_argument("--png", type=Path, default=Path("bench/results/latency.png"))
+    lat.set_defaults(handler=_run_latency)
 
 
 def _run_voice(args: argparse.Namespace, settings: Settings) -> int:
     from llmasos.bench import voice
 
     return voice.run(args, settings)
+
+
+def _run_latency(args: argparse.Namespace, settings: Settings) -> int:
+    from llmasos.bench import latency
+
+    return latency.run(args, settings)
 
 
 def _run_dialogue(args: argparse.Namespace, settings: Settings) -> int:

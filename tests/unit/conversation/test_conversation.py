@@ -31,7 +31,7 @@ async def test_typed_text_gets_a_spoken_reply_with_timed_actions() -> None:
     assert t.of("metrics")[0]["turn"] == 1
     t.closed.set()
     await task
-    assert [m.text for m in memory.items] == ["ann said: Hi there", "Brom said: Welcome to my forge. Swords are here."]
+    assert [m.text for m in memory.items] == ["The player said: Hi there", "Brom said: Welcome to my forge. Swords are here."]
     assert manager.history[-1].text == "Welcome to my forge. Swords are here."
 
 
@@ -96,7 +96,7 @@ async def test_speech_before_the_reply_starts_is_answered_together() -> None:
     t.closed.set()
     await task
     said = [m.text for m in memory.items if m.text.startswith("ann said")]
-    assert said == ["ann said: Good morning. Do you have any swords?"]
+    assert said == ["The player said: Good morning. Do you have any swords?"]
 
 
 async def test_closing_mid_reply_stores_what_was_heard() -> None:
@@ -107,4 +107,4 @@ async def test_closing_mid_reply_stores_what_was_heard() -> None:
     await t.play(11)  # 220 ms: two words
     t.closed.set()  # the client vanished
     await task
-    assert [m.text for m in memory.items] == ["ann said: Greek letters please", "Brom said: Alpha beta"]
+    assert [m.text for m in memory.items] == ["The player said: Greek letters please", "Brom said: Alpha beta"]

@@ -83,7 +83,7 @@ async def test_unicode_oddities_are_answered(text: str) -> None:
     assert (await play_until_final(t))["text"] == "I see."
     t.closed.set()
     await task
-    assert memory.items[0].text == f"ann said: {text.strip()}"
+    assert memory.items[0].text == f"The player said: {text.strip()}"
 
 
 async def test_prompt_injection_cannot_make_undeclared_actions() -> None:

@@ -78,7 +78,7 @@ async def test_llm_down_gets_a_spoken_apology_and_the_session_goes_on() -> None:
     assert (await play_until_final(t))["text"] == "I am back. Ask away."
     t.closed.set()
     await task
-    assert "ann said: Hello?" in [m.text for m in memory.items]
+    assert "The player said: Hello?" in [m.text for m in memory.items]
 
 
 async def test_llm_stalled_times_out_into_an_apology() -> None:
@@ -111,7 +111,7 @@ async def test_tts_failure_shows_the_words_and_the_session_goes_on() -> None:
     await t.until(lambda m: m["type"] == "state" and m["state"] == "listening" and m.get("turn") == 1)
     t.closed.set()
     await task
-    assert [m.text for m in memory.items] == ["ann said: Question?"]  # said, not heard
+    assert [m.text for m in memory.items] == ["The player said: Question?"]  # said, not heard
 
 
 class UnreachableMemory(FakeMemory):
@@ -139,7 +139,7 @@ async def test_memory_unreachable_the_conversation_goes_on_without_recall() -> N
     t.closed.set()
     await task
     assert errors == ["memory_recall"]
-    assert [m.text for m in memory.items] == ["ann said: Remember me?", "Brom said: Still here."]
+    assert [m.text for m in memory.items] == ["The player said: Remember me?", "Brom said: Still here."]
 
 
 async def test_logs_hold_no_transcripts(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,0 +1,104 @@
+"""Builds voice/'s components from the settings tree and the model registry.
+
+Models load once per process (``load_asr``, ``load_vad``, ``load_tts``); each session then opens its own
+listening state (``open_listener``). voice/'s load errors become llmasos ModelErrors here.
+"""
+
+from __future__ import annotations
+
+from llmasos.errors import ConfigError, ModelError
+from llmasos.models import ModelStore, Role, asr_model_name, resolve
+from llmasos.settings import Settings
+from voice.asr import WhisperASR, WhisperLoadOptions, WhisperOptions
+from voice.endpoint import Endpointer, EndpointOptions
+from voice.errors import ModelLoadError
+from voice.listener import Listener, ListenerOptions
+from voice.tts import PiperOptions, PiperTTS
+from voice.types import ASR
+from voice.vad import DetectorOptions, SileroVAD
+
+VOICES = {"joe": "piper-joe-medium"}
+
+
+def load_asr(settings: Settings, store: ModelStore, model: str | None = None) -> WhisperASR:
+    """Whisper per ``settings.asr`` (``model``: "tiny.en" or "base" overrides the setting)."""
+    cfg = settings.asr
+    name = model or cfg.model
+    user_dir = cfg.model_dir if model is None else None
+    path = resolve(store, Role.ASR, asr_model_name(name), user_dir)
+    options = WhisperOptions(beam_size=cfg.beam_size, language=cfg.language, word_timestamps=cfg.word_timestamps)
+    load = WhisperLoadOptions(device=cfg.device, compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads)
+    try:
+        return WhisperASR.load(path, options, load)
+    except ModelLoadError as exc:
+        raise ModelError(asr_model_name(name), str(exc)) from None
+
+
+def load_vad(settings: Settings, store: ModelStore) -> SileroVAD:
+    path = resolve(store, Role.VAD, None, settings.vad.model_dir)
+    if path.is_dir():
+        candidates = sorted(path.glob("*.onnx"))
+        if len(candidates) != 1:
+            raise ModelError(str(path), f"vad model_dir {path} must hold exactly one .onnx file")
+        path = candidates[0]
+    try:
+        return SileroVAD.load(path)
+    except ModelLoadError as exc:
+        raise ModelError(path.name, str(exc)) from None
+
+
+def load_tts(settings: Settings, store: ModelStore) -> PiperTTS:
+    cfg = settings.tts
+    if cfg.model_dir is None and cfg.voice not in VOICES:
+        raise ConfigError(f"unknown tts voice {cfg.voice!r}; packaged voices: {', '.join(sorted(VOICES))}")
+    path = resolve(store, Role.TTS, VOICES.get(cfg.voice), cfg.model_dir)
+    if path.is_dir():
+        candidates = sorted(path.glob("*.onnx"))
+        if len(candidates) != 1:
+            raise ModelError(str(path), f"tts model_dir {path} must hold exactly one .onnx voice")
+        path = candidates[0]
+    options = PiperOptions(
+        use_cuda=_tts_cuda(cfg.device),
+        length_scale=cfg.length_scale,
+        first_clause_chars=cfg.first_clause_chars,
+        sentence_pause_ms=cfg.sentence_pause_ms,
+    )
+    try:
+        return PiperTTS.load(path, options)
+    except ModelLoadError as exc:
+        raise ModelError(path.name, str(exc)) from None
+
+
+def _tts_cuda(device: str) -> bool:
+    if device == "cpu":
+        return False
+    import onnxruntime
+
+    available = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    if device == "cuda" and not available:
+        raise ConfigError("tts.device is cuda but onnxruntime has no CUDA provider here; use auto or cpu")
+    return available
+
+
+def endpoint_options(settings: Settings) -> EndpointOptions:
+    ep, vad = settings.endpoint, settings.vad
+    return EndpointOptions(
+        min_silence_ms=ep.min_silence_ms,
+        pre_roll_ms=ep.pre_roll_ms,
+        min_speech_ms=ep.min_speech_ms,
+        max_utterance_s=ep.max_utterance_s,
+        cut_search_ms=ep.cut_search_ms,
+        detector=DetectorOptions(threshold=vad.threshold, neg_threshold=vad.neg_threshold),
+    )
+
+
+def open_listener(settings: Settings, vad: SileroVAD, asr: ASR) -> Listener:
+    """One session's listening stage over the shared models."""
+    asr_cfg = settings.asr
+    options = ListenerOptions(
+        partials=asr_cfg.partials,
+        partial_interval_s=asr_cfg.partial_interval_ms / 1000,
+        speculative=asr_cfg.speculative,
+        speculate_after_s=asr_cfg.speculate_after_ms / 1000,
+    )
+    return Listener(Endpointer(vad.open(), endpoint_options(settings)), asr, options)

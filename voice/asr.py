@@ -1,0 +1,134 @@
+"""Whisper ASR on faster-whisper (CTranslate2): one model per process, one decoding worker thread.
+
+faster-whisper's ``transcribe`` returns a lazy generator; the decoding happens while it is iterated, so the
+whole call *and* the iteration run in the model's single-worker executor, never on the event loop. The
+single worker also serialises sessions on the shared model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voice.errors import AudioFormatError, EmptyAudioError, ModelLoadError
+from voice.types import ASR_RATE, Samples, Transcript, Word
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WhisperLoadOptions:
+    device: str = "auto"  # auto | cpu | cuda
+    compute_type: str | None = None  # None: int8 on CPU, float16 on CUDA
+    cpu_threads: int = 0  # 0: CTranslate2's default
+
+
+@dataclass(frozen=True)
+class WhisperOptions:
+    beam_size: int = 1
+    language: str | None = None  # None: detect (multilingual models); English-only models say "en"
+    word_timestamps: bool = True  # on final transcripts; partials never compute them
+
+
+def cuda_available() -> bool:
+    try:
+        import ctranslate2
+
+        return int(ctranslate2.get_cuda_device_count()) > 0
+    except Exception:  # no CUDA runtime at all
+        return False
+
+
+class WhisperASR:
+    """A loaded Whisper model. ``transcribe`` is safe to call from any number of sessions at once."""
+
+    sample_rate = ASR_RATE
+
+    def __init__(self, model: Any, options: WhisperOptions, name: str, device: str) -> None:
+        self._model = model
+        self._options = options
+        self.name = name
+        self.device = device
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+
+    @classmethod
+    def load(
+        cls, path: Path, options: WhisperOptions = WhisperOptions(), load: WhisperLoadOptions = WhisperLoadOptions()
+    ) -> WhisperASR:
+        from faster_whisper import WhisperModel
+
+        device = load.device if load.device != "auto" else ("cuda" if cuda_available() else "cpu")
+        compute_type = load.compute_type or ("float16" if device == "cuda" else "int8")
+        if not path.is_dir():
+            raise ModelLoadError(path, f"the Whisper model directory {path} does not exist")
+        try:
+            model = WhisperModel(
+                str(path), device=device, compute_type=compute_type, cpu_threads=load.cpu_threads, num_workers=1
+            )
+        except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError with its own text
+            raise ModelLoadError(path, f"cannot load the Whisper model in {path} on {device}: {exc}") from None
+        log.info("whisper loaded", extra={"model": path.name, "device": device, "compute_type": compute_type})
+        return cls(model, options, path.name, device)
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self._model.model.is_multilingual)
+
+    async def transcribe(self, audio: Samples, *, final: bool = True) -> Transcript:
+        """Decode 16 kHz mono float32. ``final=False`` is a cheaper partial (greedy, no word timings)."""
+        _check(audio)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.transcribe_sync, audio, final)
+
+    def transcribe_sync(self, audio: Samples, final: bool = True) -> Transcript:
+        """The blocking decode; for threads and the CLI. Iterates the lazy segment generator here."""
+        _check(audio)
+        opts = self._options
+        started = time.perf_counter()
+        segments, info = self._model.transcribe(
+            audio,
+            language=opts.language if self.multilingual else "en",
+            beam_size=opts.beam_size if final else 1,
+            temperature=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0] if final else 0.0,
+            word_timestamps=final and opts.word_timestamps,
+            without_timestamps=not final,
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        texts: list[str] = []
+        words: list[Word] = []
+        for seg in segments:  # the decoding happens here
+            texts.append(seg.text)
+            for w in seg.words or ():
+                words.append(Word(w.word.strip(), float(w.start), float(w.end), float(w.probability)))
+        return Transcript(
+            text=" ".join(t.strip() for t in texts if t.strip()),
+            language=str(info.language),
+            final=final,
+            words=tuple(words),
+            audio_s=len(audio) / ASR_RATE,
+            compute_s=time.perf_counter() - started,
+        )
+
+    def warmup(self) -> None:
+        """One decode of a second of silence, so the first user does not pay for lazy initialisation."""
+        self.transcribe_sync(np.zeros(ASR_RATE, dtype=np.float32), final=False)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _check(audio: Samples) -> None:
+    if not isinstance(audio, np.ndarray) or audio.ndim != 1:
+        raise AudioFormatError(f"ASR takes 16 kHz mono float32 samples, got {getattr(audio, 'shape', type(audio))}")
+    if audio.dtype != np.float32:
+        raise AudioFormatError(f"ASR takes float32 samples in [-1, 1], got {audio.dtype}")
+    if len(audio) == 0:
+        raise EmptyAudioError("no audio to transcribe")

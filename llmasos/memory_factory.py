@@ -29,6 +29,11 @@ def chroma_dir(settings: Settings) -> Path:
     return settings.data_dir / "chroma"
 
 
+def journal_path(settings: Settings) -> Path:
+    """Where writes the database could not take before the store closed wait for the next start."""
+    return settings.data_dir / "memory-journal.jsonl"
+
+
 def load_embedder(settings: Settings) -> SentenceTransformerEmbedder:
     """The packaged MiniLM (sha256-verified), or the user's ``embeddings.model_dir``."""
     path = resolve(ModelStore(settings.data_dir), Role.EMBEDDINGS, None, settings.embeddings.model_dir)
@@ -43,6 +48,7 @@ def store_options(settings: Settings) -> ChromaStoreOptions:
         collection=m.collection,
         candidates=m.candidates,
         write_batch=m.write_batch,
+        journal=journal_path(settings),
         rank=RankOptions(
             weight_similarity=m.weight_similarity,
             weight_recency=m.weight_recency,
@@ -53,7 +59,10 @@ def store_options(settings: Settings) -> ChromaStoreOptions:
 
 
 def open_memory(settings: Settings, embedder: Embedder | None = None) -> ChromaMemoryStore:
-    """The memory store: a Chroma server when ``memory.chroma_url`` is set, else the embedded database."""
+    """The memory store: a Chroma server when ``memory.chroma_url`` is set, else the embedded database.
+
+    Writes journaled by an earlier store (the database was unreachable when it closed) are applied first.
+    """
     url = settings.memory.chroma_url
     client = open_http(url) if url else open_persistent(chroma_dir(settings))
     try:

@@ -31,7 +31,10 @@ async def test_typed_text_gets_a_spoken_reply_with_timed_actions() -> None:
     assert t.of("metrics")[0]["turn"] == 1
     t.closed.set()
     await task
-    assert [m.text for m in memory.items] == ["The player said: Hi there", "Brom said: Welcome to my forge. Swords are here."]
+    assert [m.text for m in memory.items] == [
+        "The player said: Hi there",
+        "Brom said: Welcome to my forge. Swords are here.",
+    ]
     assert manager.history[-1].text == "Welcome to my forge. Swords are here."
 
 

@@ -15,6 +15,7 @@ from memory.errors import (
 from memory.ranking import RankOptions
 from memory.reflection import ReflectionOptions, Reflector, Summarise
 from memory.types import Embedder, Memory, MemoryKind, MemoryStore, Recalled
+from memory.writer import RetryPolicy
 
 __all__ = [
     "ChromaMemoryStore",
@@ -33,6 +34,7 @@ __all__ = [
     "Recalled",
     "ReflectionOptions",
     "Reflector",
+    "RetryPolicy",
     "SentenceTransformerEmbedder",
     "Summarise",
 ]

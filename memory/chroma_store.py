@@ -5,29 +5,37 @@ for why); each record's metadata carries ``character``, ``player`` (``""`` for a
 ``importance`` and ``created_at``. A recall reads the player's collection (filtered on the character) and the
 character's world facts: another player's memories never leave the database for this conversation.
 
-Threads: writes go through one background writer (batched embedding + add, in issue order); reads (recall,
-list) run on a small reader pool. Vectors always come from the injected Embedder: Chroma's own embedding
-function (which downloads a model) is never used.
+Threads: writes go through one background writer (batched embedding + upsert, in issue order; a failed batch
+is retried with backoff, see memory/writer.py); reads (recall, list) run on a small reader pool. Vectors always
+come from the injected Embedder: Chroma's own embedding function (which downloads a model) is never used.
+
+Nothing written is lost while the process lives: writes wait in order for an unreachable database. At close,
+what still cannot be stored goes to the journal (``ChromaStoreOptions.journal``, see memory/journal.py); the
+next store opened with that journal applies it before it serves. ``forget`` deletes everywhere: the database,
+the writes still queued and the journal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 from memory.chroma_client import close_client
 from memory.collections import CollectionSet, Scope
-from memory.errors import MemoryBackendError, MemoryClosedError, MemoryInputError
+from memory.errors import MemoryBackendError, MemoryClosedError, MemoryInputError, MemoryStoreError
+from memory.journal import Forget, Journal, Record, apply, compact
 from memory.ranking import RankOptions, rank, similarity_from_distance
 from memory.types import Embedder, Memory, MemoryKind, MemoryStore, Recalled
-from memory.writer import BatchWriter
+from memory.writer import BatchWriter, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,8 @@ class ChromaStoreOptions:
     write_batch: int = 64
     readers: int = 2  # recall/list threads
     rank: RankOptions = field(default_factory=RankOptions)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)  # backoff between attempts at a failed write
+    journal: Path | None = None  # where writes unstored at close go (and are replayed from); None: they are lost
 
 
 class ChromaMemoryStore:
@@ -66,9 +76,22 @@ class ChromaMemoryStore:
             client.heartbeat()
         except Exception as exc:
             raise MemoryBackendError(f"the Chroma database does not answer: {exc}", retryable=True) from exc
+        self._journal = Journal(self._options.journal) if self._options.journal is not None else None
         self._reader = ThreadPoolExecutor(max_workers=self._options.readers, thread_name_prefix="memory-reader")
-        self._writer: BatchWriter[Memory] = BatchWriter(self._write_batch, max_batch=self._options.write_batch)
+        self._writer: BatchWriter[Memory] = BatchWriter(
+            self._write_batch,
+            max_batch=self._options.write_batch,
+            retry=self._options.retry,
+            spill=self._spill if self._journal is not None else None,
+        )
         self._closed = False
+        if self._journal is not None:
+            try:
+                self._replay(self._journal)
+            except BaseException:
+                self._writer.close()
+                self._reader.shutdown(wait=True)
+                raise
 
     # -- the MemoryStore protocol ------------------------------------------------------------------------
 
@@ -104,14 +127,28 @@ class ChromaMemoryStore:
             _check_id("player", player)
         self._check_open()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader, self._list_sync, character, player, limit)
+        try:
+            return await loop.run_in_executor(self._reader, self._list_sync, character, player, limit)
+        except MemoryStoreError:
+            raise
+        except Exception as exc:
+            raise MemoryBackendError(f"cannot list memories: {exc}", retryable=True) from exc
 
     async def forget(self, player: str, character: str | None = None) -> int:
         _check_id("player", player)
         if character is not None:
             _check_id("character", character)
         self._check_open()
-        return await asyncio.wrap_future(self._writer.call(lambda: self._forget_sync(player, character)))
+        target = Forget(uuid.uuid4().hex, player, character)
+        # what is queued now was issued before this forget: it never reaches the database
+        purged = self._writer.purge(target.covers)
+        done = self._writer.call(lambda: self._forget_sync(player, character), retry=True, record=target)
+        journaled = 0
+        if self._journal is not None:
+            journaled = await asyncio.to_thread(self._journal.purge, player, character)
+        # shielded: a caller that stops waiting must not cancel the deletion
+        deleted = await asyncio.shield(asyncio.wrap_future(done))
+        return purged + journaled + deleted
 
     async def flush(self) -> None:
         self._check_open()
@@ -149,8 +186,18 @@ class ChromaMemoryStore:
 
     @property
     def failed_writes(self) -> int:
-        """Memories dropped because their batch failed to be written (each one is logged)."""
-        return self._writer.failed
+        """Memories whose write failed and that wait for their next attempt (0 once they are stored)."""
+        return self._writer.retrying
+
+    @property
+    def journaled_writes(self) -> int:
+        """Memories (and forgets) that could not be stored before close() and went to the journal."""
+        return self._writer.spilled
+
+    @property
+    def lost_writes(self) -> int:
+        """Memories that could be neither stored nor journaled (no journal, or it cannot be written)."""
+        return self._writer.lost
 
     # -- internals ---------------------------------------------------------------------------------------
 
@@ -195,12 +242,13 @@ class ChromaMemoryStore:
                     "documents": [memories[i].text for i in chunk],
                     "metadatas": [_metadata(memories[i]) for i in chunk],
                 }
+                # upsert: a retried or replayed batch may have been stored in part already
                 try:
-                    self._collections.get_or_create(scope, key).add(**records)
+                    self._collections.get_or_create(scope, key).upsert(**records)
                 except Exception:
                     # a stale handle (the collection was dropped elsewhere): look it up afresh, once
                     self._collections.evict(scope, key)
-                    self._collections.get_or_create(scope, key).add(**records)
+                    self._collections.get_or_create(scope, key).upsert(**records)
 
     def _query(
         self, scope: Scope, key: str, vector: builtins.list[float], where: dict[str, Any] | None, k: int = 1
@@ -270,6 +318,33 @@ class ChromaMemoryStore:
         for start in range(0, len(ids), _MAX_CHUNK):
             collection.delete(ids=ids[start : start + _MAX_CHUNK])
         return len(ids)
+
+    def _spill(self, records: builtins.list[Record]) -> None:
+        """The writer's records still unstored at close: to the journal (privacy: forgotten text is left out)."""
+        assert self._journal is not None
+        kept = compact(records)
+        self._journal.append(kept)
+        log.warning("memory database unreachable at close; writes journaled", extra={"count": len(kept)})
+
+    def _replay(self, journal: Journal) -> None:
+        """Apply the journal before serving; what fails is queued for retry and leaves the journal once stored."""
+        written = journal.read()
+        if not written:
+            return
+        records = compact(written)
+        done = apply(records, self._write_batch, self._forget_sync, batch=self._options.write_batch)
+        rest = records[done:]
+        journal.remove({r.id for r in written} - {r.id for r in rest})
+        if not rest:
+            log.info("memory journal replayed", extra={"count": len(records)})
+            return
+        for r in rest:
+            if isinstance(r, Forget):
+                self._writer.call(functools.partial(self._forget_sync, r.player, r.character), retry=True, record=r)
+            else:
+                self._writer.add(r)
+        ids = {r.id for r in rest}
+        self._writer.call(lambda: journal.remove(ids))  # once they are stored: they leave the journal
 
     def _close_sync(self) -> None:
         try:

@@ -32,8 +32,10 @@ class MemoryStore(Protocol):
 
     A player's memories are never returned for another player. All methods are safe to call from the event
     loop: the work happens off it. ``remember`` only queues the write and returns the new memory's id at once;
-    ``flush`` waits until everything queued so far is stored, ``close`` stores everything queued, then closes.
-    Operations are applied in the order they were issued (a ``forget`` also removes writes queued before it).
+    ``flush`` waits until everything queued so far is stored (also while the backend is unreachable: writes are
+    retried, never dropped), ``close`` stores everything queued, then closes (a store with a journal keeps what
+    the backend cannot take then for the next store opened on it). Operations are applied in the order they
+    were issued (a ``forget`` also removes writes queued before it, and journaled ones).
     """
 
     async def remember(

@@ -64,26 +64,33 @@ def _chroma_script() -> str:
     return found
 
 
-@pytest.fixture
-def chroma_server(tmp_path: Path) -> Iterator[str]:
-    """A real `chroma run` on a free loopback port; yields its URL once its heartbeat answers."""
-    port = _free_port()
-    log = (tmp_path / "chroma-server.log").open("wb")
-    proc = subprocess.Popen(
-        [_chroma_script(), "run", "--path", str(tmp_path / "server-db"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
+class ChromaServer:
+    """A real `chroma run` on a loopback port over a folder; it can be stopped and started again on both."""
+
+    def __init__(self, path: Path, port: int, log_path: Path) -> None:
+        self.path = path
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self._log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it and return once its heartbeat answers."""
+        assert self._proc is None, "already running"
+        with self._log_path.open("ab") as log:
+            self._proc = proc = subprocess.Popen(
+                [_chroma_script(), "run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"chroma run exited with {proc.returncode}: {(tmp_path / 'chroma-server.log').read_text()}")
+                pytest.fail(f"chroma run exited with {proc.returncode}: {self._log_path.read_text()}")
             try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1) as answer:
+                with urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=1) as answer:
                     if answer.status == 200:
-                        break
+                        return
             except OSError:
                 if time.monotonic() > deadline:
                     pytest.fail("chroma run did not answer its heartbeat within 60 s")
@@ -91,12 +98,32 @@ def chroma_server(tmp_path: Path) -> Iterator[str]:
                     proc.wait(timeout=0.1)
                 except subprocess.TimeoutExpired:
                     pass
-        yield url
-    finally:
+
+    def stop(self) -> None:
+        """Stop it (SIGTERM, then SIGKILL after 15 s) and wait until it has exited."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
         proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        log.close()
+
+
+@pytest.fixture
+def chroma_process(tmp_path: Path) -> Iterator[ChromaServer]:
+    """A running `chroma run` the test may stop and start again."""
+    server = ChromaServer(tmp_path / "server-db", _free_port(), tmp_path / "chroma-server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def chroma_server(chroma_process: ChromaServer) -> str:
+    """A real `chroma run` on a free loopback port; its URL once its heartbeat answers."""
+    return chroma_process.url

@@ -65,3 +65,5 @@ def test_store_options_follow_the_settings(tmp_path: Path) -> None:
     assert opts.rank.half_life_s == 7200.0
     assert opts.rank.weight_recency == 0.0
     assert chroma_dir(settings) == tmp_path / "chroma"
+    assert opts.journal == tmp_path / "memory-journal.jsonl"
+    assert (opts.retry.initial_s, opts.retry.max_s) == (0.5, 30.0)

@@ -98,7 +98,7 @@ async def test_speech_before_the_reply_starts_is_answered_together() -> None:
         await t.play(5)
     t.closed.set()
     await task
-    said = [m.text for m in memory.items if m.text.startswith("ann said")]
+    said = [m.text for m in memory.items if m.text.startswith("The player said")]
     assert said == ["The player said: Good morning. Do you have any swords?"]
 
 

@@ -211,7 +211,10 @@ def create_app(
         engine = state.engine
         if engine is None:
             return error(503, "loading", "the models are still loading; try again shortly", {"Retry-After": "5"})
-        deleted = await engine.memory.forget(player)
+        try:
+            deleted = await asyncio.wait_for(engine.memory.forget(player), 10.0)
+        except TimeoutError:  # the store is down: the delete is queued and goes on by itself
+            return JSONResponse({"player": player, "status": "accepted"}, status_code=202)
         log.info("player forgotten", extra={"deleted": deleted})
         return JSONResponse({"player": player, "deleted": deleted})
 

@@ -34,9 +34,15 @@ def test_token_round_trip_and_claims() -> None:
     [
         (None, "ann", "blacksmith", 401, "auth_required"),
         (sign(SECRET, "ann", ("blacksmith",), -1), "ann", "blacksmith", 401, "token_expired"),
-        (sign(b"another-secret-of-some-length", "ann", ("blacksmith",), 60), "ann", "blacksmith", 401, "invalid_token"),
-        (sign(SECRET, "bob", ("blacksmith",), 60), "ann", "blacksmith", 403, "player_mismatch"),
-        (sign(SECRET, "ann", ("museum_guide",), 60), "ann", "blacksmith", 403, "character_not_allowed"),
+        (
+            sign(b"another-secret-of-some-length", "ann", ("blacksmith",), 86400),
+            "ann",
+            "blacksmith",
+            401,
+            "invalid_token",
+        ),
+        (sign(SECRET, "bob", ("blacksmith",), 86400), "ann", "blacksmith", 403, "player_mismatch"),
+        (sign(SECRET, "ann", ("museum_guide",), 86400), "ann", "blacksmith", 403, "character_not_allowed"),
         ("not-a-token", "ann", "blacksmith", 401, "invalid_token"),
     ],
 )

@@ -119,6 +119,7 @@ class TransformersChatModel(BaseChatModel):
     device: str = "cpu"
     max_new_tokens: int = 96
     temperature: float = 0.7
+    repetition_penalty: float = 1.2  # small models loop ("I am X. I am X. ...") without it
 
     @property
     def _llm_type(self) -> str:
@@ -168,6 +169,7 @@ class TransformersChatModel(BaseChatModel):
             "streamer": streamer,
             "stopping_criteria": StoppingCriteriaList([_Halt()]),
             "pad_token_id": self.tokenizer.eos_token_id,
+            "repetition_penalty": self.repetition_penalty,
         }
         if sample:
             params["temperature"] = self.temperature

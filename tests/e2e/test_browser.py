@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from voice.audiofile import write_wav
+from voice.wer import wer
 
 pytestmark = pytest.mark.e2e
 
+QUESTION = "Do you have any swords for sale?"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
     "--headless=new",
@@ -33,7 +35,7 @@ FLAGS = [
 def mic_wav(tmp_path_factory: pytest.TempPathFactory, speak: Callable[[str], np.ndarray]) -> Path:
     """7 s of silence (the greeting plays), the question, then silence (Chromium loops the file)."""
     silence = np.zeros(48_000 * 7, dtype=np.int16)
-    pcm = np.concatenate([silence, speak("Do you have any swords for sale?"), silence, silence, silence])
+    pcm = np.concatenate([silence, speak(QUESTION), silence, silence, silence])
     path = tmp_path_factory.mktemp("mic") / "question.wav"
     write_wav(path, pcm, 48_000)
     return path
@@ -54,10 +56,9 @@ def test_browser_shows_the_transcript_and_plays_the_reply(
             page = browser.new_page()
             page.goto(url)
             page.wait_for_function("window.llmasos && window.llmasos.session !== null", timeout=60_000)
-            page.wait_for_function(
-                "window.llmasos.transcripts.some(t => t.toLowerCase().includes('sword'))", timeout=120_000
-            )
-            assert "sword" in page.locator(".msg.user").first.inner_text().lower()
+            page.wait_for_function("window.llmasos.transcripts.length > 0", timeout=120_000)
+            shown = page.locator(".msg.user").first.inner_text()
+            assert wer(QUESTION, shown) <= 0.3, shown
             # a reply to the question (turn 2 or later: turn 1 is the greeting) is shown and heard
             page.wait_for_function(
                 "Object.keys(window.llmasos.replies).some(t => Number(t) >= 2) && window.llmasos.maxRemoteLevel > 0.01",

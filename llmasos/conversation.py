@@ -97,6 +97,8 @@ class Services:
     tts: TTS
     memory: MemoryStore
     observer: Observer = _NoObserver()
+    # memory reflection: sees every heard line (character, player, line); summarises them in the background
+    reflect: Callable[[str, str, str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -327,6 +329,7 @@ class Conversation:
 
     def _remember(self, user_text: str, heard: str) -> None:
         memory, character, player, observer = self._s.memory, self._character, self._player, self._s.observer
+        reflect = self._s.reflect
 
         bucket = self._memory_bucket
 
@@ -338,6 +341,8 @@ class Conversation:
                 await asyncio.sleep(waits[-1])
                 for line in lines:
                     await memory.remember(character.id, player, line, kind="heard")
+                    if reflect is not None:
+                        reflect(character.id, player, line)
             except Exception as exc:
                 observer.error("memory_write")
                 log.error("memory write failed", extra={"reason": repr(exc)})

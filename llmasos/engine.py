@@ -17,13 +17,13 @@ import numpy as np
 
 from dialogue import Backend, Character, scan
 from llmasos.conversation import Conversation, ConversationOptions, Observer, Services, Transport
-from llmasos.dialogue_factory import build_backend, build_manager, characters_dir
+from llmasos.dialogue_factory import build_backend, build_manager, characters_dir, summariser
 from llmasos.errors import ConfigError
-from llmasos.memory_factory import open_memory
+from llmasos.memory_factory import open_memory, open_reflector
 from llmasos.models import ModelStore
 from llmasos.settings import Settings
 from llmasos.voice_factory import endpoint_options, load_asr, load_tts, load_vad, open_listener
-from memory import ChromaMemoryStore
+from memory import ChromaMemoryStore, Reflector
 from voice.asr import WhisperASR
 from voice.tts import PiperTTS
 from voice.vad import SileroVAD
@@ -42,10 +42,14 @@ class Engine:
     backend: Backend
     memory: ChromaMemoryStore
     characters: dict[str, Character]
+    reflector: Reflector | None = None
 
     def services(self, observer: Observer | None = None) -> Services:
         services = Services(
-            open_listener=lambda: open_listener(self.settings, self.vad, self.asr), tts=self.tts, memory=self.memory
+            open_listener=lambda: open_listener(self.settings, self.vad, self.asr),
+            tts=self.tts,
+            memory=self.memory,
+            reflect=self.reflector.observe if self.reflector is not None else None,
         )
         return services if observer is None else dataclasses.replace(services, observer=observer)
 
@@ -69,6 +73,8 @@ class Engine:
         return Conversation(self.services(observer), transport, manager, player, self.conversation_options())
 
     async def aclose(self) -> None:
+        if self.reflector is not None:
+            await self.reflector.aclose()
         await self.memory.close()
         self.tts.close()
         self.asr.close()
@@ -102,4 +108,5 @@ def load_engine(settings: Settings, progress: Progress = print) -> Engine:
     asr.transcribe_sync(np.zeros(16000, dtype=np.float32), final=True)
     tts.synthesize_sync("Ready.")
     progress(f"warm in {time.perf_counter() - t0:.1f} s")
-    return Engine(settings, vad, asr, tts, backend, memory, found)
+    reflector = open_reflector(settings, memory, summariser(backend))
+    return Engine(settings, vad, asr, tts, backend, memory, found, reflector)

@@ -211,6 +211,8 @@ def create_app(
         engine = state.engine
         if engine is None:
             return error(503, "loading", "the models are still loading; try again shortly", {"Retry-After": "5"})
+        if engine.reflector is not None:
+            engine.reflector.forget(player)  # summaries in flight for this player are dropped too
         try:
             deleted = await asyncio.wait_for(engine.memory.forget(player), 10.0)
         except TimeoutError:  # the store is down: the delete is queued and goes on by itself

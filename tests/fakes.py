@@ -4,6 +4,7 @@ a transport whose speaker is the real OutboundAudioTrack driven frame by frame (
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -156,6 +157,7 @@ def make_conversation(
     voice: Any = None,
     memory: Any = None,
     observer: Any = None,
+    reflect: Any = None,
     options: ConversationOptions | None = None,
 ) -> tuple[Conversation, FakeTransport, ScriptedListener, Any, DialogueManager]:
     """A conversation with Brom; ``reply`` is what the model says (every time), or a chat model."""
@@ -164,7 +166,9 @@ def make_conversation(
     transport, listener, memory = FakeTransport(), ScriptedListener(), memory or FakeMemory()
     services = Services(open_listener=lambda: listener, tts=voice or FakeVoice(), memory=memory)
     if observer is not None:
-        services = Services(services.open_listener, services.tts, services.memory, observer)
+        services = dataclasses.replace(services, observer=observer)
+    if reflect is not None:
+        services = dataclasses.replace(services, reflect=reflect)
     options = options or ConversationOptions(greet=greet)
     return Conversation(services, transport, manager, "ann", options), transport, listener, memory, manager
 

@@ -278,13 +278,19 @@ async def soak(
     return samples
 
 
-def plot(results: list[TurnResult], summary: dict[str, Any], sweep: list[dict[str, Any]], path: Path) -> None:
+def plot(
+    results: list[TurnResult],
+    summary: dict[str, Any],
+    sweep: list[dict[str, Any]],
+    path: Path,
+    soak: list[dict[str, float]] | None = None,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = 3 if sweep else 2
+    panels = 2 + bool(sweep) + bool(soak)
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2))
     v2v = sorted(r.v2v_s for r in results if r.kind == "question" and r.v2v_s is not None)
     ax = axes[0]
@@ -323,6 +329,15 @@ def plot(results: list[TurnResult], summary: dict[str, Any], sweep: list[dict[st
             xticklabels=[str(x) for x in n],
         )
         ax.legend()
+    if soak:
+        ax = axes[-1]
+        t = [row["t_s"] / 60 for row in soak]
+        ax.plot(t, [row["rss_mb"] for row in soak], label="server RSS (MB)")
+        ax.set(xlabel="minutes", ylabel="RSS (MB)", title="Soak")
+        twin = ax.twinx()
+        twin.step(t, [row["sessions"] for row in soak], where="post", color="gray", label="open sessions")
+        twin.set_ylabel("open sessions")
+        ax.legend(loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -370,8 +385,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "turns": [asdict(r) for r in results],
     }
     write_json(args.json, data)
-    plot(results, summary, sweep, args.png)
-    print(markdown(data))
+    plot(results, summary, sweep, args.png, soak_samples)
+    table = markdown(data)
+    args.json.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
+    print(table)
     return 0
 
 
@@ -393,4 +410,18 @@ def markdown(data: dict[str, Any]) -> str:
     row("**barge-in stop (client)**", s["barge_in_stop_s"])
     for entry in data["sweep"]:
         row(f"sweep: {entry['sessions']} sessions, voice-to-voice", entry["voice_to_voice_s"])
-    return "\n".join(lines)
+    m, c = data["machine"], data["config"]
+    head = [
+        f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}; "
+        f"{c['sessions']} session(s) x {c['turns']} turns, LLM {c['llm']}, ASR {c['asr']}, "
+        f"min silence {c['min_silence_ms']} ms.",
+        "",
+    ]
+    if data["soak"]:
+        rss = [row["rss_mb"] for row in data["soak"]]
+        head.insert(
+            1,
+            f"Soak: {data['soak'][-1]['t_s']:.0f} s, server RSS {rss[0]:.0f} -> {rss[-1]:.0f} MB "
+            f"(max {max(rss):.0f}), sessions max {max(r['sessions'] for r in data['soak']):.0f}.",
+        )
+    return "\n".join(head + lines)

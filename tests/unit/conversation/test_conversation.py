@@ -4,7 +4,7 @@ an in-memory store, and the real speaker track driven frame by frame (no wall cl
 from __future__ import annotations
 
 import pytest
-from fakes import WORD_MS, make_conversation, start
+from fakes import WORD_MS, make_conversation, play_until_final, start
 
 from rtc.errors import ProtocolError
 from rtc.protocol import PingMessage, TextMessage
@@ -111,3 +111,14 @@ async def test_closing_mid_reply_stores_what_was_heard() -> None:
     t.closed.set()  # the client vanished
     await task
     assert [m.text for m in memory.items] == ["The player said: Greek letters please", "Brom said: Alpha beta"]
+
+
+async def test_heard_lines_feed_reflection() -> None:
+    seen: list[tuple[str, str, str]] = []
+    conv, t, _, _, _ = make_conversation("Fine, thanks.", reflect=lambda c, p, line: seen.append((c, p, line)))
+    task = await start(conv)
+    t.inbox.put_nowait(TextMessage(type="text", text="How are you?"))
+    await play_until_final(t)
+    t.closed.set()
+    await task
+    assert seen == [("smith", "ann", "The player said: How are you?"), ("smith", "ann", "Brom said: Fine, thanks.")]

@@ -107,7 +107,7 @@ class LLMSettings(_Section):
     timeout_s: float = Field(20.0, gt=0)
     threads: int = Field(0, ge=0)  # CPU threads for local generation; 0: one per core
     history_turns: int = Field(6, ge=0, le=100)  # player/character exchanges kept in the prompt
-    clause_min_words: int = Field(6, ge=1, le=100)  # speak a clause early once it has this many words
+    clause_min_words: int = Field(4, ge=1, le=100)  # speak a clause early once it has this many words
     native_tools: bool = True  # openai backend: world actions as tool calls; False: inline action markup
     cache_converted: bool = True  # keep the packaged GGUF's dequantized copy in data_dir (~0.5 GB; fast starts)
 

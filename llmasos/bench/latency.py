@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import subprocess
@@ -66,6 +67,7 @@ class TurnResult:
     stages_s: dict[str, float] = field(default_factory=dict)
     barge_in_stop_s: float | None = None
     transcript: str = ""
+    error: str = ""  # why this turn has no measurement (e.g. no reply before the deadline)
 
 
 def make_utterances(settings: Settings) -> tuple[list[Utterance], Utterance, Utterance]:
@@ -117,10 +119,16 @@ async def run_session(
         await client.wait_for("state", state="listening", turn=1, timeout_s=180)  # after the greeting
         for n in range(turns):
             await asyncio.sleep(rng.uniform(0.5, 1.5))  # a natural pause before speaking: part of the scenario
-            if barge_every and (n + 1) % barge_every == 0:
-                results.append(await _barge_in_turn(client, index, story, interruption))
-            else:
-                results.append(await _question_turn(client, index, questions[n % len(questions)]))
+            kind = "barge_in" if barge_every and (n + 1) % barge_every == 0 else "question"
+            try:
+                if kind == "barge_in":
+                    results.append(await _barge_in_turn(client, index, story, interruption))
+                else:
+                    results.append(await _question_turn(client, index, questions[n % len(questions)]))
+            except TimeoutError:  # an overloaded server: record the turn as unanswered and go on
+                results.append(TurnResult(index, -1, kind, "", error="no answer before the deadline"))
+                with contextlib.suppress(TimeoutError):
+                    await client.wait_for("state", state="listening", since=time.monotonic(), timeout_s=120)
     return results
 
 
@@ -199,6 +207,7 @@ def summarise(results: list[TurnResult]) -> dict[str, Any]:
         "overhead_s": stats(overhead),
         "client_beyond_server_s": stats(client_extra),
         "turns": len(results),
+        "unanswered": sum(1 for r in results if r.error),
     }
 
 
@@ -355,11 +364,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 rows = asyncio.run(run_load(url, n, args.turns, settings, args, utterances))
                 sweep.append({"sessions": n, **summarise(rows)})
                 print(f"sessions={n}: {sweep[-1]['voice_to_voice_s']}", flush=True)
+                write_json(args.json.with_suffix(".partial.json"), {"sweep": sweep})  # survives a later failure
                 if n == args.sessions:
                     results = rows
         if not results:
             results = asyncio.run(run_load(url, args.sessions, args.turns, settings, args, utterances))
-        if args.soak_s:
+        if args.soak:
             soak_samples = asyncio.run(soak(url, settings, args, utterances))
     finally:
         if proc is not None:
@@ -408,6 +418,8 @@ def markdown(data: dict[str, Any]) -> str:
     row("overhead (v2v − budget stages)", s["overhead_s"])
     row("client beyond server timeline", s["client_beyond_server_s"])
     row("**barge-in stop (client)**", s["barge_in_stop_s"])
+    if s.get("unanswered"):
+        lines.append(f"| turns unanswered before the deadline | {s['unanswered']} | | | |")
     for entry in data["sweep"]:
         row(f"sweep: {entry['sessions']} sessions, voice-to-voice", entry["voice_to_voice_s"])
     m, c = data["machine"], data["config"]

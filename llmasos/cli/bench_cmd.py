@@ -29,7 +29,10 @@ def register(sub: Any) -> None:
     lat.add_argument("--barge-every", type=int, default=3, help="every Nth turn is a barge-in (0: never)")
     lat.add_argument("--character", default="blacksmith")
     lat.add_argument("--sweep", default="", help="comma-separated session counts, e.g. 1,2,4,8")
-    lat.add_argument("--soak-s", type=float, default=0.0, help="then soak for this many seconds (e.g. 1800)")
+    lat.add_argument(
+        "--soak", action="store_true", help="then soak: keep the sessions talking, sample RSS and sessions"
+    )
+    lat.add_argument("--soak-s", type=float, default=1800.0, help="soak length in seconds (default 30 min)")
     lat.add_argument("--sample-s", type=float, default=10.0, help="soak sampling interval")
     lat.add_argument("--seed", type=int, default=7)
     lat.add_argument("--json", type=Path, default=Path("bench/results/latency.json"))

@@ -126,3 +126,21 @@ async def test_forty_seconds_of_speech_is_transcribed_completely(
     assert [t.utterance for t in finals] == [u.index for u in utts]
     heard = " ".join(t.text for t in finals)
     assert wer(reference, heard) <= 0.10, heard
+
+
+async def test_clipped_speech_is_still_heard_and_transcribed(
+    vad: SileroVAD, asr: WhisperASR, voice_settings: Settings, jfk: Samples
+) -> None:
+    """A hot microphone: the clip amplified 20x and hard-clipped. No crash, and the words still come through."""
+    clipped = np.clip(jfk * 20.0, -1.0, 1.0).astype(np.float32)
+    listener = open_listener(voice_settings, vad, asr)
+    finals = [
+        e
+        async for e in listener.run(_frames(np.concatenate([clipped, _gap(1.5)])))
+        if isinstance(e, Transcript) and e.final
+    ]
+    text = " ".join(t.text for t in finals)
+    reference = (
+        "And so my fellow Americans ask not what your country can do for you ask what you can do for your country"
+    )
+    assert finals and wer(reference, text) <= 0.3, text

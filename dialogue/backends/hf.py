@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.language_models.chat_models import generate_from_stream
 from langchain_core.messages import AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk
 
+from dialogue.backends.base import StreamingChatModel, role
 from dialogue.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -113,7 +112,7 @@ def _save_converted(model: Any, tokenizer: Any, cache: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-class TransformersChatModel(BaseChatModel):
+class TransformersChatModel(StreamingChatModel):
     model: Any
     tokenizer: Any
     device: str = "cpu"
@@ -124,15 +123,6 @@ class TransformersChatModel(BaseChatModel):
     @property
     def _llm_type(self) -> str:
         return "transformers"
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
 
     def _stream(
         self,
@@ -156,7 +146,7 @@ class TransformersChatModel(BaseChatModel):
             def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> bool:
                 return halt.is_set()
 
-        chat = [{"role": _role(m), "content": m.text} for m in messages]
+        chat = [{"role": role(m), "content": m.text} for m in messages]
         inputs = self.tokenizer.apply_chat_template(
             chat, add_generation_prompt=True, return_dict=True, return_tensors="pt"
         ).to(self.device)
@@ -245,7 +235,3 @@ def _eos_ids(tokenizer: Any, model: Any) -> set[int]:
     if tokenizer.eos_token_id is not None:
         found.add(tokenizer.eos_token_id)
     return found
-
-
-def _role(message: BaseMessage) -> str:
-    return {"system": "system", "human": "user", "ai": "assistant"}.get(message.type, "user")

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.language_models.chat_models import generate_from_stream
 from langchain_core.messages import AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk
 
+from dialogue.backends.base import StreamingChatModel, role
 from dialogue.errors import BackendUnavailableError
 
 INSTALL_HINT = "pip install llama-cpp-python"
@@ -48,7 +47,7 @@ def load_llamacpp(options: LlamaCppOptions) -> LlamaCppChatModel:
     return LlamaCppChatModel(llm=llm, max_new_tokens=options.max_new_tokens, temperature=options.temperature)
 
 
-class LlamaCppChatModel(BaseChatModel):
+class LlamaCppChatModel(StreamingChatModel):
     llm: Any
     max_new_tokens: int = 96
     temperature: float = 0.7
@@ -57,15 +56,6 @@ class LlamaCppChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "llama.cpp"
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
-
     def _stream(
         self,
         messages: list[BaseMessage],
@@ -73,7 +63,7 @@ class LlamaCppChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        chat = [{"role": _role(m), "content": m.text} for m in messages]
+        chat = [{"role": role(m), "content": m.text} for m in messages]
         for event in self.llm.create_chat_completion(
             messages=chat, stream=True, max_tokens=self.max_new_tokens, temperature=self.temperature, stop=stop
         ):
@@ -83,7 +73,3 @@ class LlamaCppChatModel(BaseChatModel):
                 if run_manager is not None:
                     run_manager.on_llm_new_token(text)
                 yield ChatGenerationChunk(message=AIMessageChunk(content=text))
-
-
-def _role(message: BaseMessage) -> str:
-    return {"system": "system", "human": "user", "ai": "assistant"}.get(message.type, "user")

@@ -12,19 +12,19 @@ from typing import Any
 
 import httpx
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.language_models.chat_models import generate_from_stream
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import SecretStr
 
+from dialogue.backends.base import StreamingChatModel, role
 from dialogue.errors import BackendError
 
 
-class OpenAICompatChatModel(BaseChatModel):
+class OpenAICompatChatModel(StreamingChatModel):
     base_url: str  # e.g. http://127.0.0.1:8080/v1
     model_name: str = "default"
     api_key: SecretStr | None = None
@@ -51,7 +51,7 @@ class OpenAICompatChatModel(BaseChatModel):
     def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model_name,
-            "messages": [{"role": _role(m), "content": m.text} for m in messages],
+            "messages": [{"role": role(m), "content": m.text} for m in messages],
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "stream": True,
@@ -73,15 +73,6 @@ class OpenAICompatChatModel(BaseChatModel):
     @property
     def _url(self) -> str:
         return self.base_url.rstrip("/") + "/chat/completions"
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
 
     def _stream(
         self,
@@ -204,7 +195,3 @@ def _http_error(response: httpx.Response) -> BackendError:
     return BackendError(
         f"OpenAI-compatible endpoint answered {response.status_code}: {response.text[:200]}", retryable=retryable
     )
-
-
-def _role(message: BaseMessage) -> str:
-    return {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}.get(message.type, "user")

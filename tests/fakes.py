@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import numpy as np
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import BaseModel
 
 from dialogue import ActionParam, ActionSpec, Backend, Character, DialogueManager
+from dialogue.errors import BackendError
 from llmasos.conversation import Conversation, ConversationOptions, Services
 from memory.types import Memory, MemoryKind, Recalled
 from rtc.audio import OutboundAudioTrack, PcmFrame
@@ -184,3 +187,43 @@ async def play_until_final(t: FakeTransport) -> dict[str, Any]:
     while not any(m.get("final") for m in t.of("reply")):
         await t.play(5)
     return [m for m in t.of("reply") if m.get("final")][-1]
+
+
+class BrokenModel(BaseChatModel):
+    """Down for the first ``failures`` calls (or hangs, if ``hang``), then answers."""
+
+    failures: int = 1
+    hang: bool = False
+    calls: int = 0
+
+    @property
+    def _llm_type(self) -> str:
+        return "broken"
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        raise NotImplementedError
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: Any = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kw: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        raise NotImplementedError
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: Any = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kw: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        self.calls += 1
+        if self.calls <= self.failures:
+            if self.hang:
+                await asyncio.Event().wait()
+            raise BackendError("connection refused", retryable=True)
+        yield ChatGenerationChunk(message=AIMessageChunk(content="I am back. Ask away."))

@@ -25,6 +25,7 @@ class _Engine:
 
     characters: dict[str, Any] = {}
     memory = _Memory()
+    reflector = None
 
     def character(self, _: str) -> None:
         return None

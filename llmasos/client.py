@@ -18,7 +18,7 @@ import contextlib
 import fractions
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -258,16 +258,6 @@ class VoiceClient:
                 await self._frame_arrived.wait()
 
         await asyncio.wait_for(wait(), timeout_s)
-
-    async def stream(self) -> AsyncIterator[dict[str, Any]]:
-        seen = 0
-        while True:
-            async with self._new_event:
-                while seen >= len(self.events):
-                    await self._new_event.wait()
-            while seen < len(self.events):
-                yield self.events[seen][1]
-                seen += 1
 
     async def close(self) -> None:
         if self._reader is not None:

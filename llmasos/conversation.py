@@ -132,6 +132,7 @@ class Conversation:
         self._turn_user_text = ""
         self._turns = 0
         self._audio_s = 0.0  # seconds of microphone audio read so far
+        self._background: set[asyncio.Task[None]] = set()  # memory writes and warm-up of this session
         rate = options.memory_writes_per_min / 60.0
         self._memory_bucket = TokenBucket(rate, burst=max(2.0, options.memory_writes_per_min / 6))
         self.transcripts: list[str] = []  # final transcripts of this session, in order
@@ -143,7 +144,7 @@ class Conversation:
         self._t.send(StateMessage(state="listening"))
         warm = getattr(self._s.memory, "warm", None)  # load this player's memories before the first recall
         if warm is not None:
-            _spawn(warm(self._character.id, self._player), "conversation-warm-memory")
+            self._spawn(warm(self._character.id, self._player), "conversation-warm-memory")
         if self._opts.greet and self._character.greeting:
             self._start_turn(None, speak_text(self._character.greeting), Timeline())
         tasks = [
@@ -347,7 +348,7 @@ class Conversation:
                 observer.error("memory_write")
                 log.error("memory write failed", extra={"reason": repr(exc)})
 
-        _spawn(write(), "conversation-remember")
+        self._spawn(write(), "conversation-remember")
 
     def _error(self, code: str, message: str) -> None:
         self._s.observer.error(code)
@@ -363,15 +364,11 @@ class Conversation:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if _background:
-            await asyncio.gather(*list(_background), return_exceptions=True)
+        if self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
-
-_background: set[asyncio.Task[None]] = set()
-
-
-def _spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
-    """A background task that is kept referenced until done, and awaited when the session closes."""
-    task = asyncio.create_task(coro, name=name)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """A background task of this session, kept referenced until done and awaited when the session closes."""
+        task = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

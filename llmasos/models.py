@@ -17,7 +17,7 @@ import hashlib
 import importlib.util
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -384,14 +384,6 @@ def _dist(module: str) -> str:
     return module.replace("_", "-")
 
 
-def iter_specs(names: Iterable[str] | None = None) -> Iterator[ModelSpec]:
-    if names is None:
-        yield from REGISTRY
-    else:
-        for name in names:
-            yield get_spec(name)
-
-
 def resolve(store: ModelStore, role: Role, name: str | None, user_dir: Path | None) -> Path:
     """The path a loader gets for ``role``: the user's own directory, or the verified packaged model."""
     if user_dir is not None:
@@ -417,7 +409,6 @@ __all__ = [
     "Verified",
     "asr_model_name",
     "get_spec",
-    "iter_specs",
     "package_dir",
     "resolve",
     "sha256_file",

@@ -85,7 +85,6 @@ def error(status: int, code: str, message: str, headers: dict[str, str] | None =
 class _Session:
     id: str
     peer: PeerSession
-    conversation: Conversation
     task: asyncio.Task[None]
 
 
@@ -277,7 +276,7 @@ def create_app(
         task = asyncio.create_task(
             _run(state, session_id, peer, conversation, limits.max_session_s), name=f"session-{session_id}"
         )
-        state.sessions[session_id] = _Session(session_id, peer, conversation, task)
+        state.sessions[session_id] = _Session(session_id, peer, task)
         state.metrics.sessions.inc()
         state.metrics.sessions_total.inc()
         log.info("session started", extra={"session": session_id, "character": character.id})

@@ -93,14 +93,8 @@ class Turn:
         self._action_tasks: set[asyncio.Task[None]] = set()
         self._pending_actions: list[ReplyAction] = []
         self._words: list[tuple[int, float]] = []  # (reply char_start, ms into the reply audio) per word
-        self.dropped_actions = 0
-        self.sent_actions: list[ActionMessage] = []
 
     # ---- what was heard ----------------------------------------------------------------------------------------
-
-    @property
-    def played_ms(self) -> float:
-        return max(0, self._speaker.played_samples - self._start_sample) * 1000.0 / OUT_RATE
 
     def heard_text(self) -> str:
         """The reply text up to the last word whose audio was fully played."""
@@ -157,8 +151,6 @@ class Turn:
                     self._send(ReplyMessage(text=self.text, delta=delta, turn=self.number))
                 elif isinstance(event, ReplyAction):
                     self._pending_actions.append(event)
-                elif isinstance(event, ReplyDone):
-                    self.dropped_actions = event.dropped
                 if "llm_first_token" not in self.timeline.marks:
                     self.timeline.mark("llm_first_token")
         finally:
@@ -237,7 +229,6 @@ class Turn:
         async def release() -> None:
             if await played:
                 self._send(message)
-                self.sent_actions.append(message)
 
         task = asyncio.create_task(release(), name=f"turn-{self.number}-action-{action.name}")
         self._action_tasks.add(task)

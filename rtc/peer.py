@@ -169,14 +169,6 @@ class PeerSession:
         async for frame in self._inbound.frames():
             yield frame
 
-    @property
-    def inbound(self) -> InboundAudio | None:
-        return self._inbound
-
-    @property
-    def connection_state(self) -> str:
-        return str(self._pc.connectionState)
-
     async def close(self) -> None:
         if self.closed.is_set():
             return

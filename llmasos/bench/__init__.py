@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 def machine() -> dict[str, Any]:
@@ -37,16 +38,8 @@ def machine() -> dict[str, Any]:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank-interpolated percentile (q in 0..100)."""
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return (
-        statistics.quantiles(sorted(values), n=100, method="inclusive")[int(q) - 1]
-        if 0 < q < 100
-        else (min(values) if q <= 0 else max(values))
-    )
+    """The q-th percentile (0..100), linearly interpolated between ranks; NaN for no values."""
+    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

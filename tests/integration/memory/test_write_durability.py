@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -162,8 +162,18 @@ async def test_forget_removes_the_players_journal_entries_and_queued_writes(
         await serving.remember("smith", "alice", "alice secret queued")
         await serving.remember("smith", "bob", "bob queued")
         assert await asyncio.to_thread(write_failed.wait, 30)
+        journal_purged = threading.Event()
+        purge = serving._journal.purge  # type: ignore[union-attr]
+
+        def purge_and_tell(*args: Any) -> Any:
+            try:
+                return purge(*args)
+            finally:
+                journal_purged.set()
+
+        serving._journal.purge = purge_and_tell  # type: ignore[union-attr,method-assign]
         forgetting = asyncio.create_task(serving.forget("alice"))
-        await asyncio.sleep(0)  # one loop step: the forget has emptied the queue and the journal of alice
+        assert await asyncio.to_thread(journal_purged.wait, 30)  # the forget has emptied the journal of alice
         records = await asyncio.to_thread(Journal(journal).read)
         assert {r.text for r in records if hasattr(r, "text")} == {f"bob journaled {i}" for i in range(3)}
         assert "alice" not in journal.read_text()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,9 +81,17 @@ class DialogueManager:
         return self._backend.native_tools and bool(self._character.actions)
 
     async def reply(
-        self, player_text: str, *, memories: Sequence[str] = (), world: str = ""
+        self,
+        player_text: str,
+        *,
+        memories: Sequence[str] = (),
+        world: str = "",
+        on_first_token: Callable[[], None] | None = None,
     ) -> AsyncGenerator[ReplyEvent, None]:
-        """Stream one reply. Cancelling (barge-in) keeps the spoken part so far in the history."""
+        """Stream one reply. Cancelling (barge-in) keeps the spoken part so far in the history.
+
+        ``on_first_token`` is called once, when the model's first text or tool-call piece arrives (for timing).
+        """
         messages = self.messages(player_text, memories, world)
         model: Any = self._backend.model
         if self._use_tools:
@@ -97,6 +105,9 @@ class DialogueManager:
         try:
             async with contextlib.aclosing(model.astream(messages)) as stream:
                 async for chunk in stream:
+                    if on_first_token is not None and (_text(chunk) or getattr(chunk, "tool_call_chunks", None)):
+                        on_first_token()
+                        on_first_token = None
                     finish = (getattr(chunk, "response_metadata", None) or {}).get("finish_reason") or finish
                     for event in self._pieces(parser.feed(_text(chunk)), spoken, splitter):
                         yield event

@@ -256,7 +256,7 @@ class Conversation:
             self._s.observer.error("memory_recall")
             log.warning("memory recall failed", extra={"reason": repr(exc)})
         timeline.mark("recall_done")
-        replies = self._manager.reply(text, memories=memories)
+        replies = self._manager.reply(text, memories=memories, on_first_token=lambda: timeline.mark("llm_first_token"))
         spoke = False
         try:
             while True:

@@ -1,34 +1,53 @@
 """Prometheus metrics of a server process (GET /metrics), fed by every turn's timeline.
 
-A turn's timeline holds monotonic marks (see llmasos.turn.Timeline); each stage is the time between two
-marks, so the stages add up to the server-side voice-to-voice time:
+A turn's timeline holds monotonic marks (see llmasos.turn.Timeline). The stages are the critical path from the
+end of the user's speech to the first reply audio leaving the server:
 
     speech_end ─endpoint_wait─► endpoint ─asr─► asr_final ─recall─► recall_done ─llm─► llm_first_sentence
     ─tts─► tts_first_audio ─send─► first_audio_sent
+
+Each stage counts only the time it adds after the stages before it: a stage that ran while an earlier one was
+still going (a reply prepared during the endpointing silence) adds only what it still took after that. So the
+chain stages always add up to ``voice_to_voice``. ``llm_first_token`` (recall to the model's first token) is
+reported beside the chain: it is part of ``llm_first_sentence``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-STAGES: tuple[tuple[str, str, str], ...] = (
-    ("endpoint_wait", "speech_end", "endpoint"),
-    ("asr", "endpoint", "asr_final"),
-    ("recall", "asr_final", "recall_done"),
-    ("llm_first_sentence", "recall_done", "llm_first_sentence"),
-    ("tts_first_audio", "llm_first_sentence", "tts_first_audio"),
-    ("send", "tts_first_audio", "first_audio_sent"),
-    ("voice_to_voice", "speech_end", "first_audio_sent"),
+CHAIN: tuple[tuple[str, str], ...] = (  # (stage, the mark that ends it), in order from "speech_end"
+    ("endpoint_wait", "endpoint"),
+    ("asr", "asr_final"),
+    ("recall", "recall_done"),
+    ("llm_first_sentence", "llm_first_sentence"),
+    ("tts_first_audio", "tts_first_audio"),
+    ("send", "first_audio_sent"),
 )
+STAGES: tuple[str, ...] = (*(stage for stage, _ in CHAIN), "voice_to_voice", "llm_first_token")
 _BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.3, 1.6, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0)
 
 
-def stage_seconds(marks: dict[str, float]) -> dict[str, float]:
-    """Each stage whose two marks are present, in seconds."""
-    out = {}
-    for stage, start, end in STAGES:
-        if start in marks and end in marks:
-            out[stage] = max(0.0, marks[end] - marks[start])
+def stage_seconds(marks: Mapping[str, float], unit: float = 1.0) -> dict[str, float]:
+    """Each stage of the chain whose marks are present, in seconds (``unit``: seconds per mark unit).
+
+    The chain is walked from ``speech_end``; a missing mark ends it (a turn that never spoke has no send)."""
+    out: dict[str, float] = {}
+    if "speech_end" not in marks:
+        return out
+    start = reached = marks["speech_end"]
+    for stage, end in CHAIN:
+        if end not in marks:
+            break
+        after = max(reached, marks[end])
+        out[stage] = (after - reached) * unit
+        reached = after
+    else:
+        out["voice_to_voice"] = (reached - start) * unit
+    if "recall_done" in marks and "llm_first_token" in marks:
+        out["llm_first_token"] = max(0.0, marks["llm_first_token"] - marks["recall_done"]) * unit
     return out
 
 

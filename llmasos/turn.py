@@ -151,8 +151,6 @@ class Turn:
                     self._send(ReplyMessage(text=self.text, delta=delta, turn=self.number))
                 elif isinstance(event, ReplyAction):
                     self._pending_actions.append(event)
-                if "llm_first_token" not in self.timeline.marks:
-                    self.timeline.mark("llm_first_token")
         finally:
             sentences.put_nowait(None)
 

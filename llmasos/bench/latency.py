@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from llmasos.bench import machine, percentile, write_json
 from llmasos.client import VoiceClient
-from llmasos.metrics import STAGES
+from llmasos.metrics import STAGES, stage_seconds
 from llmasos.settings import Settings
 
 # (text, pause after the first sentence in seconds): the first has the natural pause that must not split a turn
@@ -96,11 +96,7 @@ def make_utterances(settings: Settings) -> tuple[list[Utterance], Utterance, Utt
 
 
 def _stages(timeline_ms: dict[str, float]) -> dict[str, float]:
-    out = {}
-    for stage, start, end in STAGES:
-        if start in timeline_ms and end in timeline_ms:
-            out[stage] = max(0.0, (timeline_ms[end] - timeline_ms[start]) / 1000.0)
-    return out
+    return stage_seconds(timeline_ms, unit=0.001)
 
 
 async def run_session(
@@ -189,7 +185,7 @@ def summarise(results: list[TurnResult]) -> dict[str, Any]:
 
     questions = [r for r in results if r.kind == "question" and r.v2v_s is not None]
     v2v = [r.v2v_s for r in questions if r.v2v_s is not None]
-    stages = {s: stats([r.stages_s[s] for r in questions if s in r.stages_s]) for s, _, _ in STAGES}
+    stages = {s: stats([r.stages_s[s] for r in questions if s in r.stages_s]) for s in STAGES}
     overhead = [
         r.v2v_s - sum(r.stages_s.get(s, 0.0) for s in BUDGET_STAGES)
         for r in questions

@@ -28,7 +28,10 @@ async def test_typed_text_gets_a_spoken_reply_with_timed_actions() -> None:
     assert action["at_ms"] == 4 * WORD_MS  # the action stands before the 5th word, "Swords"
     await t.until(lambda m: m["type"] == "state" and m["state"] == "listening" and m.get("turn") == 1)
     assert [m["state"] for m in t.of("state")] == ["listening", "thinking", "speaking", "listening"]
-    assert t.of("metrics")[0]["turn"] == 1
+    metrics = t.of("metrics")[0]
+    assert metrics["turn"] == 1
+    marks = metrics["timeline_ms"]
+    assert marks["recall_done"] <= marks["llm_first_token"] <= marks["llm_first_sentence"] <= marks["tts_first_audio"]
     t.closed.set()
     await task
     assert [m.text for m in memory.items] == [

@@ -47,6 +47,7 @@ class DialogueManager:
         self._character = character
         self._options = options or ManagerOptions()
         self._history: list[HistoryEntry] = []
+        self._exchanges = 0
 
     @property
     def character(self) -> Character:
@@ -55,6 +56,11 @@ class DialogueManager:
     @property
     def history(self) -> tuple[HistoryEntry, ...]:
         return tuple(self._history)
+
+    @property
+    def exchanges(self) -> int:
+        """How many replies have been recorded in the history so far (each ``reply()`` that ran records one)."""
+        return self._exchanges
 
     @property
     def last_reply(self) -> str:
@@ -144,6 +150,15 @@ class DialogueManager:
         else:
             self._history.pop()
 
+    def retract(self, player_text: str) -> None:
+        """The last reply (to ``player_text``) never reached the player, nor did they mean it as said: a reply
+        prepared before they finished speaking, or superseded by what they said next. Take the exchange out."""
+        h = self._history
+        if len(h) >= 2 and h[-1].role == "character" and h[-2] == HistoryEntry("player", player_text):
+            del h[-2:]
+        elif h and h[-1] == HistoryEntry("player", player_text):
+            h.pop()
+
     def _pieces(
         self, pieces: list[str | ReplyAction], spoken: list[str], splitter: SentenceSplitter
     ) -> list[ReplyEvent]:
@@ -178,6 +193,7 @@ class DialogueManager:
         )
 
     def _record(self, player_text: str, reply: str) -> None:
+        self._exchanges += 1
         self._history.append(HistoryEntry("player", player_text))
         if reply.strip():
             self._history.append(HistoryEntry("character", reply.strip()))

@@ -6,6 +6,12 @@
 
 What the player heard is what is kept: when a Turn ends (finished, interrupted or failed) its heard text
 goes into the dialogue history and memory; the unheard rest and its actions are dropped.
+
+Preemptive replies: when the user pauses, the listener announces a tentative transcript (the final decode of
+the utterance so far) while the endpointing silence is still being timed. The reply to it starts at once as
+a *held* Turn: recall, the model and the voice run, but nothing reaches the player. If the utterance ends on
+that pause with the same words, the held Turn is released and speaks at once; if the user goes on speaking
+(SpeechResumed) or the words differ, it is dropped without a trace (no history, no memory, no message).
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from voice.audio import check_format
 from voice.endpoint import EndpointOptions
 from voice.errors import AudioFormatError, VoiceError
 from voice.listener import ListenEvent
-from voice.types import TTS, AudioFrame, SpeechStarted, Transcript, Utterance
+from voice.types import TTS, AudioFrame, SpeechPaused, SpeechResumed, SpeechStarted, Transcript, Utterance
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +115,18 @@ class ConversationOptions:
     greet: bool = True
     memory_writes_per_min: int = 60
     llm_timeout_s: float = 20.0  # the longest wait for the model's next piece of a reply
+    preemptive: bool = True  # start the reply from a tentative transcript, held until the turn really ends
     apology: str = "Sorry, I lost my train of thought. Could you say that again?"
+
+
+@dataclass
+class _Held:
+    """A preemptive reply, prepared from the tentative transcript of utterance ``utterance``."""
+
+    utterance: int
+    text: str
+    turn: Turn
+    task: asyncio.Task[None]
 
 
 class Conversation:
@@ -131,6 +148,8 @@ class Conversation:
         self._turn_task: asyncio.Task[None] | None = None
         self._turn_user_text = ""
         self._turns = 0
+        self._held: _Held | None = None
+        self._merged: set[int] = set()  # turns whose words a later turn answers together with what followed
         self._audio_s = 0.0  # seconds of microphone audio read so far
         self._background: set[asyncio.Task[None]] = set()  # memory writes and warm-up of this session
         rate = options.memory_writes_per_min / 60.0
@@ -146,7 +165,7 @@ class Conversation:
         if warm is not None:
             self._spawn(warm(self._character.id, self._player), "conversation-warm-memory")
         if self._opts.greet and self._character.greeting:
-            self._start_turn(None, speak_text(self._character.greeting), Timeline())
+            self._start_turn(None, lambda _: speak_text(self._character.greeting), Timeline())
         tasks = [
             asyncio.create_task(self._listen(), name="conversation-listen"),
             asyncio.create_task(self._handle_messages(), name="conversation-messages"),
@@ -169,12 +188,18 @@ class Conversation:
     async def _listen(self) -> None:
         listener = self._s.open_listener()
         timelines: dict[int, Timeline] = {}
+        paused_at_s = 0.0  # audio time of the last pause in speech
         async for event in listener.run(self._frames()):
             now = time.monotonic()
             if isinstance(event, SpeechStarted):
                 self._on_speech_started()
+            elif isinstance(event, SpeechPaused):
+                paused_at_s = event.at_s
+            elif isinstance(event, SpeechResumed):
+                self._drop_held()  # it was only a pause
             elif isinstance(event, Utterance):
-                timeline = Timeline()
+                held = self._held
+                timeline = held.turn.timeline if held is not None and held.utterance == event.index else Timeline()
                 # audio arrives in real time: the last speech was (audio read so far - its end) ago; the
                 # utterance keeps pre_roll_ms of trailing silence after it
                 speech_end_s = event.end_s - self._opts.endpoint.pre_roll_ms / 1000
@@ -183,12 +208,25 @@ class Conversation:
                 timelines[event.index] = timeline
             elif isinstance(event, Transcript):
                 text = event.text.strip()
+                if event.tentative:
+                    if text:
+                        self._preempt(event.utterance, text, now - max(0.0, self._audio_s - paused_at_s))
+                    continue
                 if not event.final:
                     if text:
                         self._t.send(TranscriptMessage(text=text, final=False))
                     continue
                 timeline = timelines.pop(event.utterance, Timeline())
                 timeline.mark("asr_final", now)
+                held, self._held = self._held, None
+                if held is not None and held.utterance == event.utterance and held.text == text:
+                    self._t.send(TranscriptMessage(text=text, final=True, turn=held.turn.number))
+                    self.transcripts.append(text)
+                    held.turn.release()  # the reply is ready (or nearly): it speaks now
+                    continue
+                if held is not None:
+                    self._held = held
+                    self._drop_held()
                 if not text:
                     continue
                 self._t.send(TranscriptMessage(text=text, final=True, turn=self._turns + 1))
@@ -236,13 +274,41 @@ class Conversation:
         if not text:
             return
         log.debug("player said", extra={"text": text, "typed": typed})  # transcripts: debug logging only
+        self._drop_held()
         turn = self._turn
         if turn is not None and not turn.speaking and self._turn_user_text and not typed:
             # the user went on before the reply started: answer everything they said, once
             text = f"{self._turn_user_text} {text}"
-        self._start_turn(text, self._reply(text, timeline), timeline)
+            self._merged.add(turn.number)
+        self._start_turn(text, lambda turn: self._reply(text, timeline, turn), timeline)
 
-    async def _reply(self, text: str, timeline: Timeline) -> AsyncIterator[ReplyEvent]:
+    def _preempt(self, utterance: int, text: str, speech_end: float) -> None:
+        """Start the reply to a tentative transcript, held until the utterance ends on the same words."""
+        if not self._opts.preemptive or self._turn is not None:
+            return  # only from a quiet character: a turn in progress is answered or merged the usual way
+        timeline = Timeline()
+        timeline.mark("speech_end", speech_end)
+        timeline.mark("asr_final")
+        self._start_turn(text, lambda turn: self._reply(text, timeline, turn), timeline, held=True)
+        assert self._turn is not None and self._turn_task is not None
+        self._held = _Held(utterance, text, self._turn, self._turn_task)
+
+    def _drop_held(self) -> None:
+        """The user went on (or said something else): the held reply is cancelled, unseen and unheard."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        self._forget_turn(held.turn)
+        held.task.cancel()
+
+    def _forget_turn(self, turn: Turn) -> None:
+        """A turn the player never saw: it is no longer the current one, and its number goes to the next."""
+        if self._turn is turn:
+            self._turn, self._turn_user_text = None, ""
+            if self._turns == turn.number:
+                self._turns -= 1
+
+    async def _reply(self, text: str, timeline: Timeline, turn: Turn) -> AsyncIterator[ReplyEvent]:
         memories: list[str] = []
         try:
             recalled = await asyncio.wait_for(
@@ -270,7 +336,7 @@ class Conversation:
             # the model is down or stalled: say so, in the character's voice, and go on listening
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
             log.warning("llm unavailable", extra={"reason": reason})
-            self._error("llm_unavailable", f"the character's mind is unavailable: {reason}")
+            self._error("llm_unavailable", f"the character's mind is unavailable: {reason}", turn)
             if not spoke:
                 yield ReplySentence(text=self._opts.apology, start_char=0)
                 yield ReplyDone(full_text=self._opts.apology)
@@ -279,22 +345,31 @@ class Conversation:
             if close is not None:
                 await close()
 
-    def _start_turn(self, user_text: str | None, source: AsyncIterator[ReplyEvent], timeline: Timeline) -> None:
+    def _start_turn(
+        self,
+        user_text: str | None,
+        source: Callable[[Turn], AsyncIterator[ReplyEvent]],
+        timeline: Timeline,
+        *,
+        held: bool = False,
+    ) -> None:
         previous = self._turn_task
         self._turns += 1
-        turn = Turn(self._turns, lambda: source, self._s.tts, self._t.speaker, self._t.send, timeline)
+        turn = Turn(self._turns, lambda: source(turn), self._s.tts, self._t.speaker, self._t.send, timeline, held=held)
         self._turn = turn
         self._turn_user_text = user_text or ""
         self._turn_task = asyncio.create_task(self._run_turn(turn, user_text, previous), name=f"turn-{turn.number}")
 
     async def _run_turn(self, turn: Turn, user_text: str | None, previous: asyncio.Task[None] | None) -> None:
-        if previous is not None and not previous.done():
-            previous.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await previous
-        self._t.send(StateMessage(state="thinking", turn=turn.number))
+        exchanges = -1  # the dialogue history's exchanges before this turn's reply
         outcome = "done"
         try:
+            if previous is not None and not previous.done():
+                previous.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await previous
+            exchanges = self._manager.exchanges
+            turn.send(StateMessage(state="thinking", turn=turn.number))
             await turn.run()
         except asyncio.CancelledError:
             outcome = "interrupted"
@@ -302,23 +377,36 @@ class Conversation:
         except VoiceError as exc:  # the voice failed: show the words at least
             outcome = "failed"
             log.error("speech synthesis failed", extra={"turn": turn.number, "reason": str(exc)})
-            self._error("tts_failed", f"the character's voice failed: {exc}")
+            self._error("tts_failed", f"the character's voice failed: {exc}", turn)
             if turn.text:
-                self._t.send(ReplyMessage(text=turn.text, final=True, turn=turn.number))
+                turn.send(ReplyMessage(text=turn.text, final=True, turn=turn.number))
         except Exception as exc:
             outcome = "failed"
             log.exception("turn failed", extra={"turn": turn.number})
-            self._error("reply_failed", f"the character could not answer: {exc}")
+            self._error("reply_failed", f"the character could not answer: {exc}", turn)
         finally:
-            self._finish(turn, user_text, outcome)
+            self._finish(turn, user_text, outcome, asked=0 <= exchanges < self._manager.exchanges)
 
-    def _finish(self, turn: Turn, user_text: str | None, outcome: str) -> None:
+    def _finish(self, turn: Turn, user_text: str | None, outcome: str, *, asked: bool) -> None:
+        merged = turn.number in self._merged
+        self._merged.discard(turn.number)
+        if not turn.released:  # a preemptive reply the player never got: no trace
+            if user_text is not None and asked:
+                self._manager.retract(user_text)
+            self._s.observer.turn_finished({}, "discarded")
+            if self._held is not None and self._held.turn is turn:
+                self._held = None  # it failed while held: the utterance's end starts a turn the usual way
+            self._forget_turn(turn)
+            return
         heard = turn.text.strip() if outcome == "done" else turn.heard_text()
         if outcome != "done" and turn.speaking:
             self._t.speaker.clear()
             self._t.send(InterruptedMessage(turn=turn.number, heard=heard))
         if user_text is not None:
-            self._manager.heard(len(heard))
+            if merged and asked and not turn.speaking:
+                self._manager.retract(user_text)  # the next turn answers these words with what followed
+            else:
+                self._manager.heard(len(heard))
             superseded = self._turn is not turn and not turn.speaking
             if not superseded:
                 self._remember(user_text, heard)
@@ -350,9 +438,10 @@ class Conversation:
 
         self._spawn(write(), "conversation-remember")
 
-    def _error(self, code: str, message: str) -> None:
+    def _error(self, code: str, message: str, turn: Turn | None = None) -> None:
+        """Count and report an error (through ``turn``: a held turn's errors reach the player only with it)."""
         self._s.observer.error(code)
-        self._t.send(ErrorMessage(code=code, message=message))
+        (turn.send if turn is not None else self._t.send)(ErrorMessage(code=code, message=message))
 
     def _interrupt(self) -> None:
         if self._turn_task is not None and not self._turn_task.done():

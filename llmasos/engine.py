@@ -61,6 +61,7 @@ class Engine:
             recall_budget_s=m.recall_budget_ms / 1000,
             llm_timeout_s=self.settings.llm.timeout_s,
             memory_writes_per_min=self.settings.limits.memory_writes_per_min,
+            preemptive=self.settings.endpoint.preemptive and self.settings.asr.speculative,
         )
 
     def character(self, character_id: str) -> Character | None:

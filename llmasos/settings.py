@@ -82,6 +82,9 @@ class EndpointSettings(_Section):
     min_speech_ms: int = Field(150, ge=0, le=5000)
     max_utterance_s: float = Field(20.0, ge=1.0, le=120.0)
     cut_search_ms: int = Field(2000, ge=32, le=10000)  # a long utterance is cut at its quietest point in here
+    # prepare the reply during the endpointing silence from the speculative transcript (asr.speculative);
+    # it is spoken only if the utterance ends on that pause with the same words, else dropped unheard
+    preemptive: bool = True
 
 
 class TTSSettings(_Section):

@@ -4,6 +4,10 @@ The Turn streams the dialogue manager's sentences into TTS as they come, writes 
 speaker (48 kHz), sends `reply` text as it streams, and releases each world action only when playback
 reaches it. Whatever ends it (done, cancelled, failed), ``heard`` is what the player actually heard: the text
 up to the last word whose audio was played. Only that goes into history and memory.
+
+A Turn can start *held* (a preemptive reply, prepared while the user's pause may still turn out to be only a
+pause): the model and the voice run, but nothing reaches the player (no audio, no message) until
+``release()``. A held turn that is cancelled leaves no trace with the player.
 """
 
 from __future__ import annotations
@@ -76,12 +80,18 @@ class Turn:
         speaker: Speaker,
         send: Send,
         timeline: Timeline | None = None,
+        *,
+        held: bool = False,
     ) -> None:
         self.number = number
         self._source = source
         self._tts = tts
         self._speaker = speaker
-        self._send = send
+        self._transport_send = send
+        self._released = asyncio.Event()
+        self._outbox: list[BaseModel] | None = [] if held else None  # messages kept back while held
+        if not held:
+            self._released.set()
         self.timeline = timeline or Timeline()
         self.text = ""  # the spoken reply text so far (what TTS was given)
         self.speaking = False  # audio of this turn has been written to the speaker
@@ -93,6 +103,29 @@ class Turn:
         self._action_tasks: set[asyncio.Task[None]] = set()
         self._pending_actions: list[ReplyAction] = []
         self._words: list[tuple[int, float]] = []  # (reply char_start, ms into the reply audio) per word
+
+    # ---- held turns --------------------------------------------------------------------------------------------
+
+    @property
+    def released(self) -> bool:
+        """The player gets this turn (always, unless it started held and was not released yet)."""
+        return self._released.is_set()
+
+    def release(self) -> None:
+        """Let a held turn reach the player: its kept-back messages go out now, its audio as it comes."""
+        if self._released.is_set():
+            return
+        self._released.set()
+        outbox, self._outbox = self._outbox or [], None
+        for message in outbox:
+            self._transport_send(message)
+
+    def send(self, message: BaseModel) -> None:
+        """Send to the player (kept back while the turn is held)."""
+        if self._outbox is not None:
+            self._outbox.append(message)
+        else:
+            self._transport_send(message)
 
     # ---- what was heard ----------------------------------------------------------------------------------------
 
@@ -127,7 +160,7 @@ class Turn:
                 await self._speaker.wait_played(end)
             if self._action_tasks:
                 await asyncio.gather(*self._action_tasks, return_exceptions=True)
-            self._send(ReplyMessage(text=self.text, final=True, turn=self.number))
+            self.send(ReplyMessage(text=self.text, final=True, turn=self.number))
             return self.text
         finally:
             for task in (producer, synth, *self._action_tasks):
@@ -148,7 +181,7 @@ class Turn:
                     offsets.append((fed + gap, event.start_char))
                     fed += len(delta) + 1
                     sentences.put_nowait(delta + "\n")
-                    self._send(ReplyMessage(text=self.text, delta=delta, turn=self.number))
+                    self.send(ReplyMessage(text=self.text, delta=delta, turn=self.number))
                 elif isinstance(event, ReplyAction):
                     self._pending_actions.append(event)
         finally:
@@ -169,6 +202,7 @@ class Turn:
     async def _play(self, chunks: asyncio.Queue[TTSChunk | None], offsets: list[tuple[int, int]]) -> None:
         resampler: Resampler | None = None
         while (chunk := await chunks.get()) is not None:
+            await self._released.wait()  # a held turn prepares its audio but plays none of it
             if resampler is None or resampler.in_rate != chunk.sample_rate:
                 resampler = Resampler(chunk.sample_rate, OUT_RATE)
             pcm = float_to_s16(resampler.process(s16_to_float(chunk.pcm)))
@@ -187,7 +221,7 @@ class Turn:
             self._release_actions(upto_char=chunk_end_char)
             if not self.speaking:
                 self.speaking = True
-                self._send(StateMessage(state="speaking", turn=self.number))
+                self.send(StateMessage(state="speaking", turn=self.number))
                 first = self._speaker.wait_played(chunk_start + 1)
                 first.add_done_callback(self._first_audio_played)
             await self._speaker.write(pcm)
@@ -226,7 +260,7 @@ class Turn:
 
         async def release() -> None:
             if await played:
-                self._send(message)
+                self.send(message)
 
         task = asyncio.create_task(release(), name=f"turn-{self.number}-action-{action.name}")
         self._action_tasks.add(task)

@@ -37,6 +37,7 @@ class FakeVoice:
 
     def __init__(self) -> None:
         self.spoken: list[str] = []
+        self.synthesized = asyncio.Event()  # set at the first chunk of audio made
 
     async def stream(self, text_chunks: AsyncIterator[str]) -> AsyncIterator[TTSChunk]:
         offset, start_ms = 0, 0.0
@@ -55,6 +56,7 @@ class FakeVoice:
             n = len(text.split()) * RATE * WORD_MS // 1000
             pcm = np.full(n, 5000, dtype=np.int16)
             self.spoken.append(text)
+            self.synthesized.set()
             yield TTSChunk(pcm, RATE, text, offset + lead, offset + lead + len(text), start_ms, tuple(words))
             offset += len(piece)
             start_ms += n * 1000 / RATE
@@ -227,3 +229,58 @@ class BrokenModel(BaseChatModel):
                 await asyncio.Event().wait()
             raise BackendError("connection refused", retryable=True)
         yield ChatGenerationChunk(message=AIMessageChunk(content="I am back. Ask away."))
+
+
+class GatedModel(BaseChatModel):
+    """Says ``reply`` once ``gate`` is set (a model still thinking until the test lets it answer)."""
+
+    reply: str
+    gate: Any = None  # asyncio.Event
+    calls: list[str] = []
+    called: Any = None  # asyncio.Event, set at every call
+
+    async def wait_calls(self, n: int) -> None:
+        """Until the model has been asked ``n`` times."""
+        while len(self.calls) < n:
+            self.called.clear()
+            await self.called.wait()
+
+    @property
+    def _llm_type(self) -> str:
+        return "gated"
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        raise NotImplementedError
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kw: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        self.calls.append(messages[-1].text)
+        self.called.set()
+        await self.gate.wait()
+        yield ChatGenerationChunk(message=AIMessageChunk(content=self.reply))
+
+
+class RecordingObserver:
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+        self.errors: list[str] = []
+        self._finished = asyncio.Event()
+
+    def turn_finished(self, marks: dict[str, float], outcome: str) -> None:
+        self.outcomes.append(outcome)
+        self._finished.set()
+
+    async def wait_outcome(self, outcome: str) -> None:
+        while outcome not in self.outcomes:
+            self._finished.clear()
+            await self._finished.wait()
+
+    def error(self, kind: str) -> None:
+        self.errors.append(kind)

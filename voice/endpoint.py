@@ -22,6 +22,7 @@ from voice.types import (
     EndpointEvent,
     Samples,
     SpeechPaused,
+    SpeechResumed,
     SpeechStarted,
     Utterance,
     UtteranceReason,
@@ -41,7 +42,8 @@ class EndpointOptions:
 
 
 class Endpointer:
-    """Feed 16 kHz mono float32 of any chunk size; get SpeechStarted, SpeechPaused and Utterance events."""
+    """Feed 16 kHz mono float32 of any chunk size; get SpeechStarted, SpeechPaused, SpeechResumed and
+    Utterance events."""
 
     def __init__(self, vad: VADStream, options: EndpointOptions = EndpointOptions()) -> None:
         self._vad = vad
@@ -71,6 +73,7 @@ class Endpointer:
         self._speech_windows = 0
         self._silence_windows = 0
         self._announced = False
+        self._pause_announced = False
 
     @property
     def in_speech(self) -> bool:
@@ -154,10 +157,14 @@ class Endpointer:
         if speaking:
             self._speech_windows += 1
             self._silence_windows = 0
+            if self._pause_announced:
+                self._pause_announced = False
+                events.append(SpeechResumed(t * self._win_s))
             self._maybe_announce(t, events)
         else:
             self._silence_windows += 1
             if self._announced and any(e.kind == "speech_end" for e in vad_events):
+                self._pause_announced = True
                 events.append(SpeechPaused(t * self._win_s))
             if self._silence_windows >= self._min_silence:
                 self._end_by_silence(events)

@@ -9,9 +9,11 @@ Partials re-decode the growing utterance at most once per ``partial_interval_s``
 than one at a time; the utterance's end cancels a pending partial.
 
 Speculative finals: once speech has paused for ``speculate_after_s`` (a little trailing audio matters to
-Whisper), the final decode of the utterance so far starts. If the utterance then ends on that same pause (no
-speech in between), its transcript is that decode, so the rest of the endpointing silence and the decoding
-overlap instead of adding up. Speech after the pause discards it.
+Whisper), the final decode of the utterance so far starts. When it is done and the pause still holds, it is
+announced as a tentative Transcript (``final=False, tentative=True``), so a reply can be prepared while the
+endpointing silence is still being timed. If the utterance then ends on that same pause (no speech in
+between), its final transcript is that decode, so the rest of the silence and the decoding overlap instead of
+adding up. Speech after the pause discards it (the endpointer says SpeechResumed).
 
 Finals are decoded concurrently with the input and delivered in order. Time is audio time, so the behaviour
 does not depend on the wall clock.
@@ -27,7 +29,17 @@ from dataclasses import dataclass
 
 from voice.audio import InboundConverter
 from voice.endpoint import Endpointer
-from voice.types import ASR, ASR_RATE, AudioFrame, EndpointEvent, Samples, SpeechPaused, Transcript, Utterance
+from voice.types import (
+    ASR,
+    ASR_RATE,
+    AudioFrame,
+    EndpointEvent,
+    Samples,
+    SpeechPaused,
+    SpeechResumed,
+    Transcript,
+    Utterance,
+)
 
 ListenEvent = EndpointEvent | Transcript
 
@@ -81,7 +93,7 @@ class Listener:
             async for frame in frames:
                 events = await asyncio.to_thread(self._process, frame)
                 self._dispatch(events, state, out)
-                self._maybe_speculate(state)
+                self._maybe_speculate(state, out)
                 self._maybe_partial(state, out)
             self._dispatch(await asyncio.to_thread(self._process, None), state, out)
             if state.last_final is not None:
@@ -97,8 +109,8 @@ class Listener:
     def _dispatch(self, events: list[EndpointEvent], state: _State, out: _Out) -> None:
         for ev in events:
             out.put_nowait(ev)
-            if isinstance(ev, SpeechPaused):
-                state.drop_speculation()  # a new pause: speech resumed since any earlier guess
+            if isinstance(ev, SpeechPaused | SpeechResumed):
+                state.drop_speculation()  # speech resumed since any earlier guess
             elif isinstance(ev, Utterance):
                 state.cancel_partial()
                 decode = state.take_speculation(ev)
@@ -107,7 +119,7 @@ class Listener:
                 state.last_final = asyncio.create_task(self._final(ev, decode, state.last_final, out))
                 state.track(state.last_final)
 
-    def _maybe_speculate(self, state: _State) -> None:
+    def _maybe_speculate(self, state: _State, out: _Out) -> None:
         """One speculative final per pause, once the pause is ``speculate_after_s`` long."""
         ep = self._endpointer
         if not ep.paused:
@@ -122,8 +134,21 @@ class Listener:
         state.drop_speculation()
         audio = ep.current_audio()
         if len(audio):
-            state.speculation = asyncio.ensure_future(self._asr.transcribe(audio, final=True))
-            state.speculation_index = self._endpointer.utterance_index
+            decode = asyncio.ensure_future(self._asr.transcribe(audio, final=True))
+            index = self._endpointer.utterance_index
+            state.speculation, state.speculation_index = decode, index
+            decode.add_done_callback(lambda fut: self._announce(fut, index, state, out))
+
+    @staticmethod
+    def _announce(decode: asyncio.Future[Transcript], index: int, state: _State, out: _Out) -> None:
+        """A speculative decode finished: tell, if it still stands for the open utterance's pause."""
+        if decode is not state.speculation or decode.cancelled() or decode.exception() is not None:
+            return  # taken by its utterance's final, dropped, or failed (the final decode reports failures)
+        if state.last_final is not None and not state.last_final.done():
+            return  # an earlier utterance's final is still to come: never announce out of order
+        transcript = decode.result()
+        if transcript.text.strip():
+            out.put_nowait(dataclasses.replace(transcript, final=False, tentative=True, utterance=index))
 
     def _maybe_partial(self, state: _State, out: _Out) -> None:
         opts = self._options

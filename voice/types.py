@@ -58,6 +58,13 @@ class SpeechPaused:
     at_s: float
 
 
+@dataclass(frozen=True)
+class SpeechResumed:
+    """Speech came back after a SpeechPaused, in the same utterance: anything prepared for that pause is stale."""
+
+    at_s: float
+
+
 UtteranceReason = Literal["silence", "max_length", "end_of_stream"]
 
 
@@ -80,7 +87,7 @@ class Utterance:
         return len(self.audio) / ASR_RATE
 
 
-EndpointEvent = SpeechStarted | SpeechPaused | Utterance
+EndpointEvent = SpeechStarted | SpeechPaused | SpeechResumed | Utterance
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,9 @@ class Transcript:
     audio_s: float = 0.0  # length of the audio decoded
     compute_s: float = 0.0  # time spent decoding
     utterance: int = -1  # Utterance.index it came from, -1 if none
+    # final=False, tentative=True: the final decode of the utterance so far, made in a pause; it becomes the
+    # final transcript if the utterance ends on that pause, and is stale once SpeechResumed comes
+    tentative: bool = False
 
 
 @dataclass(frozen=True)
@@ -177,6 +187,7 @@ __all__ = [
     "EndpointEvent",
     "Samples",
     "SpeechPaused",
+    "SpeechResumed",
     "SpeechStarted",
     "TTSChunk",
     "Transcript",

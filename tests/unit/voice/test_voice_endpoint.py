@@ -8,7 +8,7 @@ import pytest
 from voice.endpoint import Endpointer, EndpointOptions
 from voice.errors import AudioFormatError
 from voice.testing import WINDOW, WINDOW_S, EnergyVADStream, ScriptedVADStream, silence, speech_like, windows
-from voice.types import SpeechPaused, SpeechStarted, Utterance
+from voice.types import SpeechPaused, SpeechResumed, SpeechStarted, Utterance
 
 pytestmark = pytest.mark.unit
 
@@ -46,9 +46,16 @@ def test_one_burst_is_one_utterance_with_pre_roll() -> None:
 def test_natural_pause_does_not_split() -> None:
     # "Good morning. [0.36 s] Do you have any swords for sale?"
     signal = np.concatenate([silence(0.5), speech_like(0.8), silence(0.36), speech_like(1.6, seed=1), silence(1.0)])
-    utts = _utterances(_run(signal))
+    events = _run(signal)
+    utts = _utterances(events)
     assert len(utts) == 1
     assert utts[0].duration_s > 0.8 + 0.36 + 1.6
+    # the pause is announced, and so is the speech coming back (what was prepared for the pause is stale)
+    kinds = [type(e) for e in events]
+    assert kinds == [SpeechStarted, SpeechPaused, SpeechResumed, SpeechPaused, Utterance]
+    paused, resumed = events[1], events[2]
+    assert isinstance(paused, SpeechPaused) and isinstance(resumed, SpeechResumed)
+    assert resumed.at_s - paused.at_s == pytest.approx(0.36, abs=0.15)
 
 
 def test_long_pause_splits() -> None:

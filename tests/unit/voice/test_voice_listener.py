@@ -93,7 +93,8 @@ async def test_at_most_one_partial_in_flight() -> None:
     events = await _collect(_listener(asr, ListenerOptions(partial_interval_s=0.2)), signal)
     assert SlowPartials.most == 1
     assert SlowPartials.started == 1  # the next partial waits for the first, which the utterance's end cancelled
-    assert [e.final for e in events if isinstance(e, Transcript)] == [True]  # the held partial was cancelled
+    transcripts = [e for e in events if isinstance(e, Transcript) and not e.tentative]
+    assert [e.final for e in transcripts] == [True]  # the held partial was cancelled
 
 
 async def test_finals_arrive_in_utterance_order() -> None:
@@ -120,7 +121,7 @@ async def test_long_speech_is_transcribed_piece_by_piece() -> None:
     signal = np.concatenate([speech_like(25.0), silence(1.0)])
     events = await _collect(_listener(asr, ListenerOptions(partials=False), max_s=8.0), signal)
     utts = [e for e in events if isinstance(e, Utterance)]
-    finals = [e for e in events if isinstance(e, Transcript)]
+    finals = [e for e in events if isinstance(e, Transcript) and e.final]
     assert len(utts) == 4 and [u.reason for u in utts] == ["max_length"] * 3 + ["silence"]
     assert [t.utterance for t in finals] == [0, 1, 2, 3]
     assert sum(len(u.audio) for u in utts) >= 25.0 * 16_000 - 2_000
@@ -163,21 +164,27 @@ async def test_speculative_final_starts_at_the_pause_and_is_kept() -> None:
         events.append(e)
         if isinstance(e, Utterance):
             seen_at_utterance = list(asr.calls)
-    assert [type(e) for e in events] == [SpeechStarted, SpeechPaused, Utterance, Transcript]
+    assert [type(e) for e in events] == [SpeechStarted, SpeechPaused, Transcript, Utterance, Transcript]
     assert len(seen_at_utterance) == 1 and seen_at_utterance[0][1]  # decoding began before the endpoint
     assert len(asr.calls) == 1  # and it was the final: no second decode
-    utt, final = events[2], events[3]
-    assert isinstance(utt, Utterance) and isinstance(final, Transcript)
+    tentative, utt, final = events[2], events[3], events[4]
+    assert isinstance(utt, Utterance) and isinstance(final, Transcript) and isinstance(tentative, Transcript)
+    # announced during the silence, before the endpoint: a reply can be prepared from it
+    assert tentative.tentative and not tentative.final and tentative.utterance == 0
     assert asr.calls[0][0] < len(utt.audio)  # the speech without the trailing silence
-    assert final.final and final.utterance == 0
+    assert final.final and final.utterance == 0 and not final.tentative
+    assert final.text == tentative.text
 
 
 async def test_speech_after_the_pause_discards_the_speculation() -> None:
     asr = FakeASR()
     signal = np.concatenate([speech_like(1.0), silence(0.3), speech_like(1.0, seed=3), silence(1.0)])
     events = await _collect(_listener(asr, ListenerOptions(partials=False)), signal)
-    finals = [e for e in events if isinstance(e, Transcript)]
+    finals = [e for e in events if isinstance(e, Transcript) and e.final]
     assert len([e for e in events if isinstance(e, SpeechPaused)]) == 2
+    # the guess made at the first pause was announced, then made stale by the speech after it
+    kinds = [type(e).__name__ + ("~" if getattr(e, "tentative", False) else "") for e in events]
+    assert kinds.index("Transcript~") < kinds.index("SpeechResumed") < kinds.index("Utterance")
     assert [n for n, _ in asr.calls] == sorted(n for n, _ in asr.calls) and len(asr.calls) == 2
     (final,) = finals
     assert final.text == f"{asr.calls[-1][0]} samples"  # the decode that holds both parts
@@ -195,7 +202,7 @@ async def test_a_stale_guess_is_never_used_even_with_coarse_frames() -> None:
     asr = FakeASR()
     events = [e async for e in _listener(asr, ListenerOptions(partials=False)).run(coarse())]
     (utt,) = [e for e in events if isinstance(e, Utterance)]
-    (final,) = [e for e in events if isinstance(e, Transcript)]
+    (final,) = [e for e in events if isinstance(e, Transcript) and e.final]
     decoded = int(final.text.split()[0])
     assert decoded > 2.2 * 16_000  # both parts of the speech, never the guess made at the first pause
     assert decoded <= len(utt.audio)

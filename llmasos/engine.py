@@ -17,7 +17,7 @@ import numpy as np
 
 from dialogue import Backend, Character, scan
 from llmasos.conversation import Conversation, ConversationOptions, Observer, Services, Transport
-from llmasos.dialogue_factory import build_backend, build_manager, characters_dir, summariser
+from llmasos.dialogue_factory import backend_name, build_backend, build_manager, characters_dir, summariser
 from llmasos.errors import ConfigError
 from llmasos.memory_factory import open_memory, open_reflector
 from llmasos.models import ModelStore
@@ -79,6 +79,9 @@ class Engine:
         await self.memory.close()
         self.tts.close()
         self.asr.close()
+        close = getattr(self.backend.model, "close", None)  # a local model's memory (llama.cpp)
+        if close is not None:
+            close()
 
 
 def load_engine(settings: Settings, progress: Progress = print) -> Engine:
@@ -102,7 +105,7 @@ def load_engine(settings: Settings, progress: Progress = print) -> Engine:
     vad = step("VAD (Silero)", lambda: load_vad(settings, store))
     asr = step(f"ASR (Whisper {settings.asr.model})", lambda: load_asr(settings, store))
     tts = step("TTS (Piper)", lambda: load_tts(settings, store))
-    backend = step(f"LLM ({settings.llm.backend})", lambda: build_backend(settings))
+    backend = step(f"LLM ({backend_name(settings)})", lambda: build_backend(settings))
     memory = step("memory (ChromaDB + embeddings)", lambda: open_memory(settings))
     progress("warming up ...")
     t0 = time.perf_counter()

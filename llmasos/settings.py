@@ -97,7 +97,8 @@ class TTSSettings(_Section):
 
 
 class LLMSettings(_Section):
-    backend: Literal["transformers", "openai", "llamacpp"] = "transformers"
+    # auto: transformers on a CUDA device; else llama.cpp when llama-cpp-python is installed; else transformers
+    backend: Literal["auto", "transformers", "openai", "llamacpp"] = "auto"
     model_dir: Path | None = None
     device: Device = "auto"
     max_new_tokens: int = Field(96, ge=1, le=4096)

@@ -1,36 +1,55 @@
-"""llama.cpp (llama-cpp-python) as a LangChain chat model: an optional, fast CPU engine.
+"""llama.cpp (llama-cpp-python) as a LangChain chat model: the fast CPU engine for GGUF models.
 
 llama_cpp is imported only when a model is loaded; without it, BackendUnavailableError says what to install.
+
+One ``Llama`` holds one KV cache, so replies run one at a time (a lock; sessions queue for the model, and the
+common prompt prefix of consecutive replies is reused from the cache). Each reply generates in its own worker
+thread (llama.cpp releases the GIL while it computes) and streams its pieces through a queue; closing the
+stream early (barge-in) stops the generation at the next token and frees the model for the next reply.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
-from collections.abc import Iterator
+import importlib.util
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 
 from dialogue.backends.base import StreamingChatModel, role
-from dialogue.errors import BackendUnavailableError
+from dialogue.errors import BackendError, BackendUnavailableError
 
-INSTALL_HINT = "pip install llama-cpp-python"
+INSTALL_HINT = 'CMAKE_ARGS="-DLLAMA_CURL=OFF" pip install llama-cpp-python==0.3.36'
 
 
 @dataclass(frozen=True)
 class LlamaCppOptions:
     path: Path  # the .gguf file
-    threads: int = 0  # 0: llama.cpp's default
+    threads: int = 0  # 0: one per core
     context: int = 2048
     max_new_tokens: int = 96
     temperature: float = 0.7
+    repeat_penalty: float = 1.2  # small models loop ("I am X. I am X. ...") without it
+
+
+def available() -> bool:
+    """llama-cpp-python is installed (whether it loads a model is another matter)."""
+    try:
+        return importlib.util.find_spec("llama_cpp") is not None
+    except (ImportError, ValueError):  # a broken or blocked installation
+        return False
 
 
 def load_llamacpp(options: LlamaCppOptions) -> LlamaCppChatModel:
+    """Load the model once (blocking: call it from a thread or at start-up)."""
     try:
         llama_cpp = importlib.import_module("llama_cpp")
     except ImportError:
@@ -38,23 +57,44 @@ def load_llamacpp(options: LlamaCppOptions) -> LlamaCppChatModel:
             f"the llamacpp backend needs llama-cpp-python, which is not installed: {INSTALL_HINT} "
             "(it compiles llama.cpp), or set llm.backend to 'transformers'"
         ) from None
-    llm = llama_cpp.Llama(
-        model_path=str(options.path),
-        n_ctx=options.context,
-        n_threads=options.threads or None,
-        verbose=False,
+    threads = options.threads or os.cpu_count() or 1
+    try:
+        llm = llama_cpp.Llama(
+            model_path=str(options.path),
+            n_ctx=options.context,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise BackendError(f"llama.cpp cannot load {options.path}: {exc}") from exc
+    return LlamaCppChatModel(
+        llm=llm,
+        max_new_tokens=options.max_new_tokens,
+        temperature=options.temperature,
+        repeat_penalty=options.repeat_penalty,
     )
-    return LlamaCppChatModel(llm=llm, max_new_tokens=options.max_new_tokens, temperature=options.temperature)
 
 
 class LlamaCppChatModel(StreamingChatModel):
     llm: Any
     max_new_tokens: int = 96
     temperature: float = 0.7
+    repeat_penalty: float = 1.2
+    lock: Any = None  # one reply at a time per model (set at construction)
+
+    def model_post_init(self, context: Any) -> None:
+        if self.lock is None:
+            self.lock = threading.Lock()
 
     @property
     def _llm_type(self) -> str:
         return "llama.cpp"
+
+    def close(self) -> None:
+        """Free the model (after the reply in progress, if any)."""
+        with self.lock:
+            self.llm.close()
 
     def _stream(
         self,
@@ -63,13 +103,86 @@ class LlamaCppChatModel(StreamingChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        with self.lock:
+            for chunk in self._generate_chunks(messages, stop, threading.Event(), kwargs):
+                if run_manager is not None and chunk.text:
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[ChatGenerationChunk | BaseException | None] = asyncio.Queue()
+        halt = threading.Event()
+
+        def put(item: ChatGenerationChunk | BaseException | None) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                with self.lock:
+                    if halt.is_set():
+                        return
+                    for chunk in self._generate_chunks(messages, stop, halt, kwargs):
+                        put(chunk)
+            except BaseException as exc:  # reported to the consumer below
+                put(exc)
+            finally:
+                put(None)
+
+        worker = threading.Thread(target=work, name="llm-llamacpp", daemon=True)
+        worker.start()
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise BackendError(f"generation failed: {item}") from item
+                if run_manager is not None and item.text:
+                    await run_manager.on_llm_new_token(item.text, chunk=item)
+                yield item
+        finally:
+            halt.set()  # the worker stops at its next token and frees the model
+
+    def _generate_chunks(
+        self, messages: list[BaseMessage], stop: list[str] | None, halt: threading.Event, kwargs: dict[str, Any]
+    ) -> Iterator[ChatGenerationChunk]:
         chat = [{"role": role(m), "content": m.text} for m in messages]
-        for event in self.llm.create_chat_completion(
-            messages=chat, stream=True, max_tokens=self.max_new_tokens, temperature=self.temperature, stop=stop
-        ):
-            delta = (event.get("choices") or [{}])[0].get("delta") or {}
-            text = delta.get("content") or ""
-            if text:
-                if run_manager is not None:
-                    run_manager.on_llm_new_token(text)
-                yield ChatGenerationChunk(message=AIMessageChunk(content=text))
+        max_tokens = int(kwargs.get("max_new_tokens", self.max_new_tokens))
+        stream = self.llm.create_chat_completion(
+            messages=chat,
+            stream=True,
+            max_tokens=max_tokens,
+            temperature=self.temperature,
+            repeat_penalty=self.repeat_penalty,
+            stop=stop or [],
+        )
+        tokens = 0
+        finish = "stop"
+        try:
+            for event in stream:
+                if halt.is_set():
+                    break
+                choice = (event.get("choices") or [{}])[0]
+                finish = choice.get("finish_reason") or finish
+                text = (choice.get("delta") or {}).get("content") or ""
+                if text:
+                    tokens += 1
+                    yield ChatGenerationChunk(message=AIMessageChunk(content=text))
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        in_context = int(getattr(self.llm, "n_tokens", 0) or 0)  # the prompt and what was generated
+        prompt = max(0, in_context - tokens)
+        usage = {"input_tokens": prompt, "output_tokens": tokens, "total_tokens": prompt + tokens}
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                usage_metadata=usage,  # type: ignore[arg-type]
+                response_metadata={"finish_reason": finish},
+            )
+        )

@@ -32,6 +32,7 @@ import numpy.typing as npt
 
 from llmasos.bench import machine, percentile, write_json
 from llmasos.client import VoiceClient
+from llmasos.dialogue_factory import backend_name
 from llmasos.metrics import STAGES, stage_seconds
 from llmasos.settings import Settings
 
@@ -381,7 +382,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "turns": args.turns,
             "character": args.character,
             "barge_every": args.barge_every,
-            "llm": settings.llm.backend,
+            "llm": backend_name(settings),
             "asr": settings.asr.model,
             "min_silence_ms": settings.endpoint.min_silence_ms,
         },

@@ -1,4 +1,5 @@
-"""The packaged SmolLM2 through the transformers backend: it streams, and replies are well-formed events.
+"""The packaged SmolLM2 through both local backends (llama.cpp, the CPU default, and transformers): it streams,
+replies are well-formed events, barge-in frees the model, and generation never blocks the event loop.
 
 A 135M model follows a persona loosely: these tests check structure, not the quality of what it says.
 """
@@ -27,13 +28,18 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(data_dir=Path(data), llm={"max_new_tokens": MAX_NEW_TOKENS, "temperature": 0.0})  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="session")
-def backend(settings: Settings) -> Iterator[Backend]:
-    yield build_backend(settings)
+@pytest.fixture(scope="session", params=["llamacpp", "transformers"])
+def backend(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Backend]:
+    llm = settings.llm.model_copy(update={"backend": request.param})
+    backend = build_backend(settings.model_copy(update={"llm": llm}))
+    yield backend
+    close = getattr(backend.model, "close", None)
+    if close is not None:
+        close()
 
 
 async def test_the_packaged_model_streams_tokens(backend: Backend) -> None:
-    assert backend.name == "transformers" and backend.options["model"].endswith(".gguf")
+    assert backend.name in ("llamacpp", "transformers") and backend.options["model"].endswith(".gguf")
     chunks = [
         c async for c in backend.model.astream([SystemMessage("You are a friendly blacksmith."), HumanMessage("Hi!")])
     ]
@@ -95,3 +101,17 @@ async def test_generation_runs_off_the_event_loop(backend: Backend, settings: Se
     task.cancel()
     assert isinstance(events[-1], ReplyDone)
     assert ticks > len(events)  # the loop kept turning while the model generated
+
+
+async def test_concurrent_replies_share_the_model_and_all_finish(backend: Backend, settings: Settings) -> None:
+    character = load_character(settings, "blacksmith")
+    managers = [DialogueManager(backend, character) for _ in range(3)]
+    questions = ("Do you sell axes?", "Where is the mill?", "Seen any wolves?")
+    results = await asyncio.gather(*(collect(m, q) for m, q in zip(managers, questions, strict=True)))
+    for manager, events in zip(managers, results, strict=True):
+        assert isinstance(events[-1], ReplyDone) and events[-1].full_text.strip()
+        assert manager.last_reply == events[-1].full_text.strip()
+
+
+async def collect(manager: DialogueManager, text: str) -> list[ReplyEvent]:
+    return [e async for e in manager.reply(text)]

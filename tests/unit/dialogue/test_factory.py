@@ -13,6 +13,7 @@ from dialogue.backends.openai_compat import OpenAICompatChatModel
 from dialogue.testing import ScriptedChatModel
 from llmasos.dialogue_factory import (
     PACKAGED_CHARACTERS,
+    backend_name,
     build_backend,
     build_manager,
     characters_dir,
@@ -51,6 +52,30 @@ def test_llamacpp_backend_without_the_package(tmp_path: Path, monkeypatch: pytes
     gguf.write_bytes(b"GGUF")
     with pytest.raises(BackendUnavailableError, match="pip install llama-cpp-python"):
         build_backend(settings(tmp_path, backend="llamacpp", model_dir=gguf))
+
+
+def test_auto_backend_is_llamacpp_on_cpu_when_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import llmasos.dialogue_factory as factory
+
+    monkeypatch.setattr(factory, "_cuda", lambda: False)
+    monkeypatch.setattr(factory, "llamacpp_available", lambda: True)
+    assert backend_name(settings(tmp_path)) == "llamacpp"
+    assert backend_name(settings(tmp_path, backend="transformers")) == "transformers"
+    assert backend_name(settings(tmp_path, model_dir=tmp_path / "my-model.gguf")) == "llamacpp"
+    assert backend_name(settings(tmp_path, model_dir=tmp_path / "hf-model")) == "transformers"
+    monkeypatch.setattr(factory, "llamacpp_available", lambda: False)
+    assert backend_name(settings(tmp_path)) == "transformers"  # without llama-cpp-python
+    monkeypatch.setattr(factory, "llamacpp_available", lambda: True)
+    monkeypatch.setattr(factory, "_cuda", lambda: True)
+    assert backend_name(settings(tmp_path)) == "transformers"  # a GPU: transformers on CUDA
+    assert backend_name(settings(tmp_path, device="cpu")) == "llamacpp"
+
+
+def test_a_blocked_llama_cpp_is_not_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dialogue.backends import llamacpp
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    assert not llamacpp.available()
 
 
 def test_characters_dir_and_converted_cache(tmp_path: Path) -> None:

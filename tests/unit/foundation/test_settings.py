@@ -25,7 +25,7 @@ def test_defaults() -> None:
     s = load_settings()
     assert (s.server.host, s.server.port) == ("127.0.0.1", 8000)
     assert s.asr.model == "tiny.en"
-    assert s.llm.backend == "transformers"
+    assert s.llm.backend == "auto"
     assert s.data_dir.name == "llmasos"
 
 

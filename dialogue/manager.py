@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ManagerOptions:
-    history_turns: int = 6  # player/character exchanges kept in the prompt
+    history_turns: int = 6  # at most this many player/character exchanges in the prompt (trimmed to half at once)
     splitter: SplitterOptions = field(default_factory=SplitterOptions)
 
 
@@ -197,8 +197,11 @@ class DialogueManager:
         self._history.append(HistoryEntry("player", player_text))
         if reply.strip():
             self._history.append(HistoryEntry("character", reply.strip()))
-        keep = self._options.history_turns * 2
-        if len(self._history) > keep:
+        cap = self._options.history_turns
+        if len(self._history) > cap * 2:
+            # down to half the cap at once: the prompt's prefix (cached by local engines) changes every
+            # cap/2 turns instead of every turn
+            keep = (cap + 1) // 2 * 2
             del self._history[: len(self._history) - keep]
 
 

@@ -1,4 +1,10 @@
-"""The prompt of one reply: persona, world context, recalled memories, recent history and the player's words."""
+"""The prompt of one reply: persona, world context, recalled memories, recent history and the player's words.
+
+Laid out for prompt caching: the system message is the character alone (the same for every turn), then the
+history (append-only between turns), and what changes from turn to turn (the world right now, the memories
+recalled for these words) comes last, in the player's message. A local engine then only computes the new
+tail of the prompt each turn (llama.cpp reuses the cached prefix).
+"""
 
 from __future__ import annotations
 
@@ -28,12 +34,8 @@ def system_text(p: PromptInput) -> str:
     parts = [c.persona]
     if c.scenario:
         parts.append(f"Scene: {c.scenario}")
-    if p.world:
-        parts.append(f"Right now: {p.world}")
     if c.knowledge:
         parts.append("You know:\n" + "\n".join(f"- {k}" for k in c.knowledge))
-    if p.memories:
-        parts.append(MEMORY_HEADER + "\n" + "\n".join(f"- {m}" for m in p.memories))
     parts.append(
         f"Answer as {c.name} in one to three short spoken sentences. Plain words only: your reply is read aloud."
     )
@@ -48,9 +50,20 @@ def system_text(p: PromptInput) -> str:
     return "\n\n".join(parts)
 
 
+def player_text(p: PromptInput) -> str:
+    """The last message: this turn's context (world, memories), then what the player said."""
+    parts = []
+    if p.world:
+        parts.append(f"Right now: {p.world}")
+    if p.memories:
+        parts.append(MEMORY_HEADER + "\n" + "\n".join(f"- {m}" for m in p.memories))
+    parts.append(p.player_text)
+    return "\n\n".join(parts)
+
+
 def build_messages(p: PromptInput) -> list[BaseMessage]:
     messages: list[BaseMessage] = [SystemMessage(system_text(p))]
     for entry in p.history:
         messages.append(HumanMessage(entry.text) if entry.role == "player" else AIMessage(entry.text))
-    messages.append(HumanMessage(p.player_text))
+    messages.append(HumanMessage(player_text(p)))
     return messages

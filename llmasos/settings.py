@@ -65,7 +65,9 @@ class ASRSettings(_Section):
     language: str | None = None  # None: the model decides (tiny.en is English only)
     partial_interval_ms: int = Field(600, ge=100)
     partials: bool = True  # re-decode the growing utterance while the user speaks
-    word_timestamps: bool = True  # word timings on final transcripts
+    # word timings on final transcripts: ~50 ms more per decode, and a conversation does not use them
+    # (`llmasos transcribe --json` turns them on for its output)
+    word_timestamps: bool = False
     speculative: bool = True  # start the final decode during the endpointing silence (kept if the turn ends)
     speculate_after_ms: int = Field(200, ge=0, le=5000)  # ... once the pause is this long
 
@@ -110,7 +112,7 @@ class LLMSettings(_Section):
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = Field(20.0, gt=0)
     threads: int = Field(0, ge=0)  # CPU threads for local generation; 0: one per core
-    history_turns: int = Field(6, ge=0, le=100)  # player/character exchanges kept in the prompt
+    history_turns: int = Field(6, ge=0, le=100)  # at most this many exchanges in the prompt (trimmed to half)
     clause_min_words: int = Field(4, ge=1, le=100)  # speak a clause early once it has this many words
     native_tools: bool = True  # openai backend: world actions as tool calls; False: inline action markup
     cache_converted: bool = True  # keep the packaged GGUF's dequantized copy in data_dir (~0.5 GB; fast starts)

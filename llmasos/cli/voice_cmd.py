@@ -46,6 +46,8 @@ def run_transcribe(args: argparse.Namespace, settings: Settings) -> int:
             failures += 1
     if failures == len(audio):
         return 2
+    if args.json:  # the JSON lines carry word timings
+        settings = settings.model_copy(update={"asr": settings.asr.model_copy(update={"word_timestamps": True})})
     asr = load_asr(settings, ModelStore(settings.data_dir), args.model)
     try:
         for path, samples in audio:

@@ -68,9 +68,9 @@ async def test_recalled_memories_go_into_the_prompt_and_heard_text_is_remembered
     events = [e async for e in talk.turn("What is my dog called?")]
     assert ReplyAction("nod", {}, 20) in events
     assert memory.recalls == [("tester", "alice", "What is my dog called?", 3)]
-    system = model.calls[0][0].text
-    assert "Alice's dog is called Rex." in system and "Bob" not in system
-    assert talk.last_prompt[0].text == system
+    prompt = "\n".join(m.text for m in model.calls[0])
+    assert "Alice's dog is called Rex." in prompt and "Bob" not in prompt
+    assert [m.text for m in talk.last_prompt] == [m.text for m in model.calls[0]]
     await talk.heard(len("Rex is a fine name."))
     texts = [(m.player, m.text) for m in memory.memories[2:]]
     assert texts == [("alice", "The player said: What is my dog called?"), ("alice", "Tess said: Rex is a fine name.")]

@@ -74,22 +74,29 @@ async def test_a_cancelled_reply_keeps_the_spoken_part(character: Character) -> 
     assert m.last_reply == "Part one."
 
 
-async def test_history_is_capped(character: Character) -> None:
-    m = manager(character, ["Ok."], history_turns=2)
-    for i in range(5):
+async def test_history_is_capped_in_steps(character: Character) -> None:
+    m = manager(character, ["Ok."], history_turns=4)
+    sizes = []
+    for i in range(7):
         await collect(m, f"q{i}")
-    assert [h.text for h in m.history] == ["q3", "Ok.", "q4", "Ok."]
+        sizes.append(len(m.history) // 2)
+    # over the cap, the oldest exchanges go down to half of it: the prompt's prefix changes every few turns,
+    # not every turn (a local engine reuses the cached prefix)
+    assert sizes == [1, 2, 3, 4, 2, 3, 4]
+    assert [h.text for h in m.history if h.role == "player"] == ["q3", "q4", "q5", "q6"]
 
 
 async def test_memories_world_and_actions_are_in_the_prompt(character: Character) -> None:
     model = ScriptedChatModel(scripts=[["Ok."]])
     m = DialogueManager(Backend("fake", model), character)
     await collect(m, "hello", memories=["The player's name is Alice."], world="It is raining.")
-    system = model.calls[0][0].text
-    assert f"{MEMORY_HEADER}\n- The player's name is Alice." in system
-    assert "Right now: It is raining." in system
+    system, last = model.calls[0][0].text, model.calls[0][-1].text
     assert "[give_item item=sword|map target=player]" in system and character.persona in system
-    assert model.calls[0][-1].text == "hello"
+    # what changes every turn comes last (the system message stays the same: a cached prefix)
+    assert last == f"Right now: It is raining.\n\n{MEMORY_HEADER}\n- The player's name is Alice.\n\nhello"
+    assert MEMORY_HEADER not in system and "raining" not in system
+    # the history keeps the player's words only
+    assert m.history[0].text == "hello"
 
 
 async def test_native_tools_are_bound_and_validated(character: Character, caplog: pytest.LogCaptureFixture) -> None:

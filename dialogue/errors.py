@@ -40,3 +40,7 @@ class BackendError(DialogueError):
 
 class BackendUnavailableError(BackendError):
     pass
+
+
+class BackendPreemptedError(BackendError):
+    """A background generation (``background=True``) gave the model up to a conversation turn; try later."""

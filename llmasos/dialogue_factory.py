@@ -6,6 +6,7 @@ every conversation, and each conversation gets its own DialogueManager.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from dialogue.backends.hf import LocalModelOptions, load_local
 from dialogue.backends.llamacpp import LlamaCppOptions, load_llamacpp
 from dialogue.backends.llamacpp import available as llamacpp_available
 from dialogue.backends.openai_compat import OpenAICompatChatModel
+from dialogue.errors import BackendPreemptedError
 from llmasos.errors import ConfigError
 from llmasos.models import DEFAULTS, ModelStore, Role, get_spec, resolve
 from llmasos.settings import Settings
@@ -98,6 +100,10 @@ def converted_cache(settings: Settings) -> Path | None:
     return settings.data_dir / "cache" / "llm" / f"{spec.name}-{spec.files[0].sha256[:16]}"
 
 
+PREEMPTED_RETRIES = 6  # a summary preempted by conversation turns is tried again, later each time
+PREEMPTED_BACKOFF_S = 5.0
+
+
 def summariser(backend: Backend) -> Callable[[list[str]], Awaitable[str]]:
     """A ``summarise(turns)`` coroutine on the LLM, for memory reflection (memory/ never imports dialogue/)."""
 
@@ -109,8 +115,17 @@ def summariser(backend: Backend) -> Callable[[list[str]], Awaitable[str]]:
             ),
             HumanMessage("\n".join(turns)),
         ]
-        reply = await backend.model.ainvoke(messages)
-        return reply.text
+        if backend.name != "llamacpp":
+            reply = await backend.model.ainvoke(messages)
+            return reply.text
+        # one llama.cpp model serves every conversation: a summary yields to any turn that needs the model
+        for attempt in range(PREEMPTED_RETRIES):
+            try:
+                reply = await backend.model.ainvoke(messages, background=True)
+                return reply.text
+            except BackendPreemptedError:
+                await asyncio.sleep(PREEMPTED_BACKOFF_S * (attempt + 1))
+        raise BackendPreemptedError(f"the model was busy with conversations {PREEMPTED_RETRIES} times")
 
     return summarise
 

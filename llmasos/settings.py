@@ -103,7 +103,7 @@ class LLMSettings(_Section):
     backend: Literal["auto", "transformers", "openai", "llamacpp"] = "auto"
     model_dir: Path | None = None
     device: Device = "auto"
-    max_new_tokens: int = Field(96, ge=1, le=4096)
+    max_new_tokens: int = Field(64, ge=1, le=4096)  # "one to three short sentences"; small models ramble to the cap
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     # OpenAI-compatible endpoint (vLLM, llama.cpp server, ...). The key is read from the environment
     # variable named here, never from a file.

@@ -6,6 +6,9 @@ One ``Llama`` holds one KV cache, so replies run one at a time (a lock; sessions
 common prompt prefix of consecutive replies is reused from the cache). Each reply generates in its own worker
 thread (llama.cpp releases the GIL while it computes) and streams its pieces through a queue; closing the
 stream early (barge-in) stops the generation at the next token and frees the model for the next reply.
+
+A call with ``background=True`` (memory reflection) yields to conversation turns: it stops at its next token
+when a turn is waiting for the model and raises BackendPreemptedError, so a summary never delays a reply.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 
 from dialogue.backends.base import StreamingChatModel, role
-from dialogue.errors import BackendError, BackendUnavailableError
+from dialogue.errors import BackendError, BackendPreemptedError, BackendUnavailableError
 
 INSTALL_HINT = 'CMAKE_ARGS="-DLLAMA_CURL=OFF" pip install llama-cpp-python==0.3.36'
 
@@ -82,10 +85,22 @@ class LlamaCppChatModel(StreamingChatModel):
     temperature: float = 0.7
     repeat_penalty: float = 1.2
     lock: Any = None  # one reply at a time per model (set at construction)
+    waiting: list[int] = [0]  # foreground calls waiting for the lock (set at construction)
 
     def model_post_init(self, context: Any) -> None:
         if self.lock is None:
             self.lock = threading.Lock()
+        self.waiting = [0]
+
+    def _acquire(self, background: bool) -> None:
+        if background:
+            self.lock.acquire()
+            return
+        self.waiting[0] += 1  # under the GIL: a plain int is enough for "is anyone waiting"
+        try:
+            self.lock.acquire()
+        finally:
+            self.waiting[0] -= 1
 
     @property
     def _llm_type(self) -> str:
@@ -103,11 +118,15 @@ class LlamaCppChatModel(StreamingChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        with self.lock:
-            for chunk in self._generate_chunks(messages, stop, threading.Event(), kwargs):
+        background = bool(kwargs.pop("background", False))
+        self._acquire(background)
+        try:
+            for chunk in self._generate_chunks(messages, stop, threading.Event(), kwargs, background):
                 if run_manager is not None and chunk.text:
                     run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
+        finally:
+            self.lock.release()
 
     async def _astream(
         self,
@@ -119,17 +138,21 @@ class LlamaCppChatModel(StreamingChatModel):
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[ChatGenerationChunk | BaseException | None] = asyncio.Queue()
         halt = threading.Event()
+        background = bool(kwargs.pop("background", False))
 
         def put(item: ChatGenerationChunk | BaseException | None) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def work() -> None:
             try:
-                with self.lock:
+                self._acquire(background)
+                try:
                     if halt.is_set():
                         return
-                    for chunk in self._generate_chunks(messages, stop, halt, kwargs):
+                    for chunk in self._generate_chunks(messages, stop, halt, kwargs, background):
                         put(chunk)
+                finally:
+                    self.lock.release()
             except BaseException as exc:  # reported to the consumer below
                 put(exc)
             finally:
@@ -139,6 +162,8 @@ class LlamaCppChatModel(StreamingChatModel):
         worker.start()
         try:
             while (item := await queue.get()) is not None:
+                if isinstance(item, BackendError):
+                    raise item
                 if isinstance(item, BaseException):
                     raise BackendError(f"generation failed: {item}") from item
                 if run_manager is not None and item.text:
@@ -148,8 +173,15 @@ class LlamaCppChatModel(StreamingChatModel):
             halt.set()  # the worker stops at its next token and frees the model
 
     def _generate_chunks(
-        self, messages: list[BaseMessage], stop: list[str] | None, halt: threading.Event, kwargs: dict[str, Any]
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        halt: threading.Event,
+        kwargs: dict[str, Any],
+        background: bool = False,
     ) -> Iterator[ChatGenerationChunk]:
+        if background and self.waiting[0]:
+            raise BackendPreemptedError("a conversation turn is waiting for the model")
         chat = [{"role": role(m), "content": m.text} for m in messages]
         max_tokens = int(kwargs.get("max_new_tokens", self.max_new_tokens))
         stream = self.llm.create_chat_completion(
@@ -166,6 +198,8 @@ class LlamaCppChatModel(StreamingChatModel):
             for event in stream:
                 if halt.is_set():
                     break
+                if background and self.waiting[0]:
+                    raise BackendPreemptedError("a conversation turn is waiting for the model")
                 choice = (event.get("choices") or [{}])[0]
                 finish = choice.get("finish_reason") or finish
                 text = (choice.get("delta") or {}).get("content") or ""

@@ -14,6 +14,7 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from dialogue import Backend, DialogueManager, ReplyAction, ReplyDone, ReplyEvent, ReplySentence
+from dialogue.errors import BackendPreemptedError
 from llmasos.dialogue_factory import build_backend, load_character
 from llmasos.settings import Settings
 
@@ -115,3 +116,18 @@ async def test_concurrent_replies_share_the_model_and_all_finish(backend: Backen
 
 async def collect(manager: DialogueManager, text: str) -> list[ReplyEvent]:
     return [e async for e in manager.reply(text)]
+
+
+async def test_a_background_summary_yields_to_a_turn(backend: Backend, settings: Settings) -> None:
+    if backend.name != "llamacpp":
+        pytest.skip("one llama.cpp model is shared by every conversation; transformers generates concurrently")
+    story = [SystemMessage("You are a storyteller."), HumanMessage("Tell me a very long story about a dragon.")]
+    summary = backend.model.astream(story, background=True, max_new_tokens=400)
+    first = await anext(summary)  # the background generation holds the model
+    assert first.text
+    turn = asyncio.create_task(collect(DialogueManager(backend, load_character(settings, "blacksmith")), "Hello!"))
+    with pytest.raises(BackendPreemptedError):
+        async for _ in summary:
+            pass
+    events = await turn
+    assert isinstance(events[-1], ReplyDone) and events[-1].full_text.strip()

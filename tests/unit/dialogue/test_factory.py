@@ -102,3 +102,28 @@ async def test_manager_options_and_summariser(tmp_path: Path) -> None:
     summary = await summariser(backend)(["player: I like tea", "Brom: Good."])
     assert summary == "Ann likes tea."
     assert model.calls[1][-1].text == "player: I like tea\nBrom: Good."
+
+
+async def test_a_preempted_summary_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    import llmasos.dialogue_factory as factory
+    from dialogue.errors import BackendPreemptedError
+
+    class Busy(ScriptedChatModel):
+        busy: int = 2
+        seen: list[dict[str, object]] = []
+
+        async def ainvoke(self, messages: object, config: object = None, **kwargs: object) -> object:  # type: ignore[override]
+            self.seen.append(dict(kwargs))
+            if self.busy:
+                self.busy -= 1
+                raise BackendPreemptedError("a turn is waiting")
+            return await super().ainvoke(messages, config)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(factory, "PREEMPTED_BACKOFF_S", 0.0)
+    model = Busy(scripts=[["Ann likes tea."]], seen=[])
+    assert await summariser(Backend("llamacpp", model))(["player: I like tea"]) == "Ann likes tea."
+    assert model.seen == [{"background": True}] * 3  # it yields to turns, and tries again
+
+    stuck = Busy(scripts=[["never"]], seen=[], busy=100)
+    with pytest.raises(BackendPreemptedError):
+        await summariser(Backend("llamacpp", stuck))(["player: hi"])

@@ -41,7 +41,7 @@ def test_openai_backend_from_settings(tmp_path: Path, monkeypatch: pytest.Monkey
     assert backend.name == "openai" and backend.native_tools
     assert isinstance(backend.model, OpenAICompatChatModel)
     assert backend.model.model_name == "m" and backend.model.api_key == SecretStr("k-123")
-    assert backend.model.max_tokens == 96
+    assert backend.model.max_tokens == 64
     plain = build_backend(settings(tmp_path, backend="openai", base_url="http://x/v1", native_tools=False))
     assert not plain.native_tools
 

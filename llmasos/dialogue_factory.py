@@ -15,7 +15,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 from dialogue import Backend, Character, DialogueManager, ManagerOptions, SplitterOptions, find
 from dialogue.backends.hf import LocalModelOptions, load_local
-from dialogue.backends.llamacpp import LlamaCppOptions, load_llamacpp
+from dialogue.backends.llamacpp import LlamaCppOptions, load_llamacpp, reencode
 from dialogue.backends.llamacpp import available as llamacpp_available
 from dialogue.backends.openai_compat import OpenAICompatChatModel
 from dialogue.errors import BackendPreemptedError
@@ -73,6 +73,15 @@ def build_backend(settings: Settings) -> Backend:
         return Backend("openai", model, native_tools=llm.native_tools, options={"url": llm.base_url})
     path = resolve(ModelStore(settings.data_dir), Role.LLM, None, llm.model_dir)
     if name == "llamacpp":
+        if llm.model_dir is None and llm.llamacpp_weights != "packaged":
+            spec = get_spec(DEFAULTS[Role.LLM])
+            target = (
+                settings.data_dir
+                / "cache"
+                / "llm"
+                / f"{spec.name}-{spec.files[0].sha256[:16]}.{llm.llamacpp_weights}.gguf"
+            )
+            path = reencode(path, target, llm.llamacpp_weights, llm.threads)
         cpp = load_llamacpp(
             LlamaCppOptions(
                 path=path, threads=llm.threads, max_new_tokens=llm.max_new_tokens, temperature=llm.temperature

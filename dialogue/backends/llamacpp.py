@@ -14,6 +14,7 @@ when a turn is waiting for the model and raises BackendPreemptedError, so a summ
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import importlib
 import importlib.util
 import os
@@ -49,6 +50,36 @@ def available() -> bool:
         return importlib.util.find_spec("llama_cpp") is not None
     except (ImportError, ValueError):  # a broken or blocked installation
         return False
+
+
+QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "f16": "LLAMA_FTYPE_MOSTLY_F16"}
+
+
+def reencode(source: Path, target: Path, quant: str, threads: int = 0) -> Path:
+    """``source`` re-encoded as ``quant`` ("q8_0", "f16") at ``target``, made once (seconds) and kept.
+
+    Why: llama.cpp computes a prompt with fast kernels for Q8_0/F16 weights on AVX2/AVX-512 CPUs, about twice
+    as fast as for Q4_1; 8 bits per weight keep the values of 4-bit weights almost exactly. The file is
+    written beside the target and renamed into place, so concurrent starts never see half a file.
+    """
+    if target.is_file():
+        return target
+    llama_cpp = importlib.import_module("llama_cpp")
+    ftype = getattr(llama_cpp, QUANT_TYPES[quant])
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.allow_requantize = True
+    params.nthread = threads or os.cpu_count() or 1
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        rc = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), ctypes.byref(params))
+        if rc != 0 or not tmp.is_file():
+            raise BackendError(f"llama.cpp could not re-encode {source.name} as {quant} (code {rc})")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
 
 
 def load_llamacpp(options: LlamaCppOptions) -> LlamaCppChatModel:

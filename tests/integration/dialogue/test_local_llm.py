@@ -131,3 +131,16 @@ async def test_a_background_summary_yields_to_a_turn(backend: Backend, settings:
             pass
     events = await turn
     assert isinstance(events[-1], ReplyDone) and events[-1].full_text.strip()
+
+
+def test_the_packaged_weights_are_re_encoded_once_for_llama_cpp(backend: Backend, settings: Settings) -> None:
+    if backend.name != "llamacpp":
+        pytest.skip("llama.cpp only")
+    assert backend.options["model"].endswith(".q8_0.gguf")
+    (made,) = (settings.data_dir / "cache" / "llm").glob("*.q8_0.gguf")
+    stamp = made.stat().st_mtime_ns
+    again = build_backend(settings.model_copy(update={"llm": settings.llm.model_copy(update={"backend": "llamacpp"})}))
+    try:
+        assert again.options["model"] == made.name and made.stat().st_mtime_ns == stamp  # reused, not made again
+    finally:
+        again.model.close()  # type: ignore[attr-defined]

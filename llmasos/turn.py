@@ -205,12 +205,16 @@ class Turn:
             await self._released.wait()  # a held turn prepares its audio but plays none of it
             if resampler is None or resampler.in_rate != chunk.sample_rate:
                 resampler = Resampler(chunk.sample_rate, OUT_RATE)
-            pcm = float_to_s16(resampler.process(s16_to_float(chunk.pcm)))
+            source, lead_ms = chunk.pcm, 0.0
+            if not self.speaking:  # the voice's silent onset would only delay the first sound the player hears
+                cut = leading_silence(source, chunk.sample_rate)
+                source, lead_ms = source[cut:], cut * 1000.0 / chunk.sample_rate
+            pcm = float_to_s16(resampler.process(s16_to_float(source)))
             chunk_start = self._speaker.written_samples
-            chunk_offset_ms = (chunk_start - self._start_sample) * 1000.0 / OUT_RATE
+            chunk_offset_ms = (chunk_start - self._start_sample) * 1000.0 / OUT_RATE - lead_ms
             for word in chunk.words:
-                start_ms = chunk_offset_ms + word.start_ms - chunk.start_ms
-                end_ms = chunk_offset_ms + word.end_ms - chunk.start_ms
+                start_ms = max(0.0, chunk_offset_ms + word.start_ms - chunk.start_ms)
+                end_ms = max(start_ms, chunk_offset_ms + word.end_ms - chunk.start_ms)
                 self._words.append((_to_reply(word.char_start, offsets), start_ms))
                 self._word_ends.append(self._start_sample + int(end_ms * OUT_RATE / 1000.0))
                 self._word_chars.append(_to_reply(word.char_end, offsets))
@@ -265,6 +269,18 @@ class Turn:
         task = asyncio.create_task(release(), name=f"turn-{self.number}-action-{action.name}")
         self._action_tasks.add(task)
         task.add_done_callback(self._action_tasks.discard)
+
+
+ONSET_LEVEL = 300  # int16: about -40 dBFS; below it the voice has not started yet
+ONSET_KEEP_MS = 5.0  # kept before the first sound, so it does not start with a click
+
+
+def leading_silence(pcm: npt.NDArray[np.int16], sample_rate: int) -> int:
+    """How many samples of silence ``pcm`` starts with (less a few ms kept before the first sound)."""
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > ONSET_LEVEL)
+    if len(loud) == 0:
+        return 0
+    return max(0, int(loud[0]) - int(ONSET_KEEP_MS * sample_rate / 1000))
 
 
 def _to_reply(tts_char: int, offsets: list[tuple[int, int]]) -> int:

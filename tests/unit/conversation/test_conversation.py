@@ -3,9 +3,13 @@ an in-memory store, and the real speaker track driven frame by frame (no wall cl
 
 from __future__ import annotations
 
-import pytest
-from fakes import WORD_MS, make_conversation, play_until_final, start
+import dataclasses
 
+import numpy as np
+import pytest
+from fakes import RATE, WORD_MS, FakeVoice, make_conversation, play_until_final, start
+
+from llmasos.turn import ONSET_KEEP_MS
 from rtc.errors import ProtocolError
 from rtc.protocol import PingMessage, TextMessage
 from voice.types import SpeechStarted, Transcript
@@ -125,3 +129,32 @@ async def test_heard_lines_feed_reflection() -> None:
     t.closed.set()
     await task
     assert seen == [("smith", "ann", "The player said: How are you?"), ("smith", "ann", "Brom said: Fine, thanks.")]
+
+
+async def test_the_voice_s_silent_onset_is_not_played_and_timings_follow() -> None:
+    class LateVoice(FakeVoice):
+        """Every chunk starts with 60 ms of silence before its first word (as Piper's do)."""
+
+        async def stream(self, text_chunks):  # type: ignore[no-untyped-def]
+            lead = RATE * 60 // 1000
+            async for chunk in super().stream(text_chunks):
+                words = tuple(
+                    dataclasses.replace(w, start_ms=w.start_ms + 60, end_ms=w.end_ms + 60) for w in chunk.words
+                )
+                pcm = np.concatenate([np.zeros(lead, dtype=np.int16), chunk.pcm])
+                yield dataclasses.replace(chunk, pcm=pcm, words=words)
+
+    conv, t, _, _, _ = make_conversation(
+        "[wave target=player] Welcome to my forge. Swords are here.", voice=LateVoice()
+    )
+    task = await start(conv)
+    t.inbox.put_nowait(TextMessage(type="text", text="Hi there"))
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking")
+    first = (await t.speaker.recv()).to_ndarray()
+    assert np.abs(first).max() > 1000  # the first 20 ms frame already carries the voice
+    final = await play_until_final(t)
+    assert final["text"] == "Welcome to my forge. Swords are here."
+    (action,) = t.of("action")
+    assert action["at_ms"] == ONSET_KEEP_MS  # with the first word, 5 ms in: the cut silence moved the timings
+    t.closed.set()
+    await task

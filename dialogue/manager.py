@@ -21,7 +21,7 @@ from langchain_core.messages import BaseMessage, BaseMessageChunk
 
 from dialogue.actions import ActionRejected, check_call, tool_definitions
 from dialogue.markup import ActionMarkupParser
-from dialogue.prompt import PromptInput, build_messages
+from dialogue.prompt import PromptInput, build_messages, context_text
 from dialogue.splitter import SentenceSplitter, SplitterOptions
 from dialogue.types import Backend, Character, HistoryEntry, ReplyAction, ReplyDone, ReplyEvent
 
@@ -71,15 +71,16 @@ class DialogueManager:
 
     def messages(self, player_text: str, memories: Sequence[str] = (), world: str = "") -> list[BaseMessage]:
         """The prompt the next reply would get."""
-        return build_messages(
-            PromptInput(
-                character=self._character,
-                player_text=player_text,
-                memories=tuple(memories),
-                world=world,
-                history=tuple(self._history),
-                markup=not self._use_tools,
-            )
+        return build_messages(self._prompt(player_text, memories, world))
+
+    def _prompt(self, player_text: str, memories: Sequence[str], world: str) -> PromptInput:
+        return PromptInput(
+            character=self._character,
+            player_text=player_text,
+            memories=tuple(memories),
+            world=world,
+            history=tuple(self._history),
+            markup=not self._use_tools,
         )
 
     @property
@@ -98,7 +99,9 @@ class DialogueManager:
 
         ``on_first_token`` is called once, when the model's first text or tool-call piece arrives (for timing).
         """
-        messages = self.messages(player_text, memories, world)
+        prompt = self._prompt(player_text, memories, world)
+        messages = build_messages(prompt)
+        context = context_text(prompt)
         model: Any = self._backend.model
         if self._use_tools:
             model = model.bind_tools(tool_definitions(self._character))
@@ -138,7 +141,7 @@ class DialogueManager:
                     yield action
             yield ReplyDone(full_text="".join(spoken), dropped=parser.dropped + tool_drops)
         finally:
-            self._record(player_text, "".join(spoken))
+            self._record(player_text, "".join(spoken), context)
 
     def heard(self, chars: int) -> None:
         """The player heard only the first ``chars`` characters of the last reply: forget the rest."""
@@ -154,9 +157,9 @@ class DialogueManager:
         """The last reply (to ``player_text``) never reached the player, nor did they mean it as said: a reply
         prepared before they finished speaking, or superseded by what they said next. Take the exchange out."""
         h = self._history
-        if len(h) >= 2 and h[-1].role == "character" and h[-2] == HistoryEntry("player", player_text):
+        if len(h) >= 2 and h[-1].role == "character" and (h[-2].role, h[-2].text) == ("player", player_text):
             del h[-2:]
-        elif h and h[-1] == HistoryEntry("player", player_text):
+        elif h and (h[-1].role, h[-1].text) == ("player", player_text):
             h.pop()
 
     def _pieces(
@@ -192,9 +195,9 @@ class DialogueManager:
             "world action dropped", extra={"character": self._character.id, "action_text": action, "reason": reason}
         )
 
-    def _record(self, player_text: str, reply: str) -> None:
+    def _record(self, player_text: str, reply: str, context: str) -> None:
         self._exchanges += 1
-        self._history.append(HistoryEntry("player", player_text))
+        self._history.append(HistoryEntry("player", player_text, context))
         if reply.strip():
             self._history.append(HistoryEntry("character", reply.strip()))
         cap = self._options.history_turns

@@ -2,8 +2,9 @@
 
 Laid out for prompt caching: the system message is the character alone (the same for every turn), then the
 history (append-only between turns), and what changes from turn to turn (the world right now, the memories
-recalled for these words) comes last, in the player's message. A local engine then only computes the new
-tail of the prompt each turn (llama.cpp reuses the cached prefix).
+recalled for these words) comes with the player's message, and stays with it in the history. Each turn's
+prompt then extends the last one, and a local engine only computes the new tail (llama.cpp reuses the cached
+prefix).
 """
 
 from __future__ import annotations
@@ -50,20 +51,27 @@ def system_text(p: PromptInput) -> str:
     return "\n\n".join(parts)
 
 
-def player_text(p: PromptInput) -> str:
-    """The last message: this turn's context (world, memories), then what the player said."""
+def context_text(p: PromptInput) -> str:
+    """This turn's context for the model: the world right now and the memories recalled for these words."""
     parts = []
     if p.world:
         parts.append(f"Right now: {p.world}")
     if p.memories:
         parts.append(MEMORY_HEADER + "\n" + "\n".join(f"- {m}" for m in p.memories))
-    parts.append(p.player_text)
     return "\n\n".join(parts)
+
+
+def with_context(context: str, text: str) -> str:
+    """A player message as the model reads it: its context first, then what the player said."""
+    return f"{context}\n\n{text}" if context else text
 
 
 def build_messages(p: PromptInput) -> list[BaseMessage]:
     messages: list[BaseMessage] = [SystemMessage(system_text(p))]
     for entry in p.history:
-        messages.append(HumanMessage(entry.text) if entry.role == "player" else AIMessage(entry.text))
-    messages.append(HumanMessage(player_text(p)))
+        if entry.role == "player":
+            messages.append(HumanMessage(with_context(entry.context, entry.text)))
+        else:
+            messages.append(AIMessage(entry.text))
+    messages.append(HumanMessage(with_context(context_text(p), p.player_text)))
     return messages

@@ -81,6 +81,9 @@ ReplyEvent = ReplySentence | ReplyAction | ReplyDone
 class HistoryEntry:
     role: Literal["player", "character"]
     text: str
+    # a player turn's context as the model saw it then (world, recalled memories): kept, so the prompt of the
+    # next turn extends this one's exactly (a local engine reuses the cached prefix)
+    context: str = ""
 
 
 @dataclass(frozen=True)

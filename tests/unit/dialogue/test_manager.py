@@ -142,3 +142,16 @@ def test_llamacpp_missing_names_the_install(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as if not installed
     with pytest.raises(BackendUnavailableError, match="pip install llama-cpp-python"):
         load_llamacpp(LlamaCppOptions(path=tmp_path / "m.gguf"))  # type: ignore[operator]
+
+
+async def test_each_prompt_extends_the_last_one(character: Character) -> None:
+    # a local engine computes only the new tail of a prompt: the memories and world of a turn stay with it
+    model = ScriptedChatModel(scripts=[["Ok."], ["Fine."]])
+    m = DialogueManager(Backend("fake", model), character)
+    await collect(m, "hello", memories=["Ann likes tea."], world="It rains.")
+    await collect(m, "more", memories=["Ann has a dog."])
+    first, second = ([msg.text for msg in call] for call in model.calls)
+    assert second[: len(first)] == first
+    assert second[len(first)] == "Ok."
+    assert "Ann has a dog." in second[-1] and not any("Ann has a dog." in text for text in first)
+    assert m.history[0].text == "hello"  # what the player said, without the context

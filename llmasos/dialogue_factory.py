@@ -84,7 +84,11 @@ def build_backend(settings: Settings) -> Backend:
             path = reencode(path, target, llm.llamacpp_weights, llm.threads)
         cpp = load_llamacpp(
             LlamaCppOptions(
-                path=path, threads=llm.threads, max_new_tokens=llm.max_new_tokens, temperature=llm.temperature
+                path=path,
+                threads=llm.threads,
+                max_new_tokens=llm.max_new_tokens,
+                temperature=llm.temperature,
+                contexts=llm.llamacpp_contexts,
             )
         )
         return Backend("llamacpp", cpp, options={"model": path.name})

@@ -119,6 +119,9 @@ class LLMSettings(_Section):
     # llama.cpp: the packaged Q4_1 file re-encoded once into this type (cached in data_dir): q8_0 computes a
     # prompt ~1.7x faster on AVX2/AVX-512 CPUs and keeps the 4-bit weights' values; "packaged": as shipped
     llamacpp_weights: Literal["q8_0", "f16", "packaged"] = "q8_0"
+    # llama.cpp contexts (KV caches): each reply gets the free one that already holds most of its prompt, so a
+    # conversation's cache survives a second conversation or a memory summary (~50 MB each at 2048 tokens)
+    llamacpp_contexts: int = Field(2, ge=1, le=64)
 
 
 class EmbeddingsSettings(_Section):

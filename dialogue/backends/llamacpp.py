@@ -2,13 +2,16 @@
 
 llama_cpp is imported only when a model is loaded; without it, BackendUnavailableError says what to install.
 
-One ``Llama`` holds one KV cache, so replies run one at a time (a lock; sessions queue for the model, and the
-common prompt prefix of consecutive replies is reused from the cache). Each reply generates in its own worker
-thread (llama.cpp releases the GIL while it computes) and streams its pieces through a queue; closing the
-stream early (barge-in) stops the generation at the next token and frees the model for the next reply.
+A llama.cpp context holds one KV cache, so a context serves one reply at a time. The model keeps a few
+contexts (``contexts``, 2 by default) and gives each reply the free context where it finds the most of its
+prompt cached and throws the least away: a conversation keeps finding its own cached prefix (llama.cpp then
+computes only the new tail), while a second conversation or a memory summary uses another context instead
+of evicting it.
+Each reply generates in its own worker thread (llama.cpp releases the GIL while it computes) and streams its
+pieces through a queue; closing the stream early (barge-in) stops the generation at the next token.
 
 A call with ``background=True`` (memory reflection) yields to conversation turns: it stops at its next token
-when a turn is waiting for the model and raises BackendPreemptedError, so a summary never delays a reply.
+while any turn is generating or waiting, and raises BackendPreemptedError, so a summary never slows a reply.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import importlib
 import importlib.util
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +46,7 @@ class LlamaCppOptions:
     max_new_tokens: int = 96
     temperature: float = 0.7
     repeat_penalty: float = 1.2  # small models loop ("I am X. I am X. ...") without it
+    contexts: int = 2  # KV caches kept (each ~50 MB at 2048 tokens, plus the repacked weights)
 
 
 def available() -> bool:
@@ -93,54 +98,111 @@ def load_llamacpp(options: LlamaCppOptions) -> LlamaCppChatModel:
         ) from None
     threads = options.threads or os.cpu_count() or 1
     try:
-        llm = llama_cpp.Llama(
-            model_path=str(options.path),
-            n_ctx=options.context,
-            n_threads=threads,
-            n_threads_batch=threads,
-            verbose=False,
-        )
+        slots = [
+            _Slot(
+                llama_cpp.Llama(
+                    model_path=str(options.path),
+                    n_ctx=options.context,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    verbose=False,
+                )
+            )
+            for _ in range(max(1, options.contexts))
+        ]
     except (ValueError, RuntimeError, OSError) as exc:
         raise BackendError(f"llama.cpp cannot load {options.path}: {exc}") from exc
     return LlamaCppChatModel(
-        llm=llm,
+        slots=slots,
         max_new_tokens=options.max_new_tokens,
         temperature=options.temperature,
         repeat_penalty=options.repeat_penalty,
     )
 
 
+Chat = list[tuple[str, str]]  # (role, content) of each message
+
+
+class _Slot:
+    """One llama.cpp context and what its KV cache holds (the last prompt and reply it computed)."""
+
+    def __init__(self, llm: Any) -> None:
+        self.llm = llm
+        self.busy = False
+        self.chat: Chat = []
+        self.used = 0.0  # time.monotonic() of its last reply
+
+    def shared(self, chat: Chat) -> int:
+        """How many leading messages ``chat`` has in common with what this context computed last."""
+        n = 0
+        for mine, theirs in zip(self.chat, chat, strict=False):
+            if mine != theirs:
+                break
+            n += 1
+        return n
+
+    def worth(self, chat: Chat) -> int:
+        """Messages of ``chat`` found in the cache, less the cached messages it would throw away."""
+        shared = self.shared(chat)
+        return shared - (len(self.chat) - shared)
+
+
 class LlamaCppChatModel(StreamingChatModel):
-    llm: Any
+    slots: list[Any]  # _Slot
     max_new_tokens: int = 96
     temperature: float = 0.7
     repeat_penalty: float = 1.2
-    lock: Any = None  # one reply at a time per model (set at construction)
-    waiting: list[int] = [0]  # foreground calls waiting for the lock (set at construction)
+    state: Any = None  # the contexts' condition and the turns in progress (set at construction)
 
     def model_post_init(self, context: Any) -> None:
-        if self.lock is None:
-            self.lock = threading.Lock()
-        self.waiting = [0]
+        self.state = _State()
 
-    def _acquire(self, background: bool) -> None:
-        if background:
-            self.lock.acquire()
-            return
-        self.waiting[0] += 1  # under the GIL: a plain int is enough for "is anyone waiting"
-        try:
-            self.lock.acquire()
-        finally:
-            self.waiting[0] -= 1
+    @property
+    def llm(self) -> Any:
+        """The first context's ``Llama`` (the model as llama-cpp-python sees it)."""
+        return self.slots[0].llm
+
+    def _take(self, chat: Chat, background: bool) -> _Slot:
+        """The free context worth the most to ``chat`` (least recently used among equals); waits for one."""
+        state = self.state
+        with state.cond:
+            if background and state.foreground:
+                raise BackendPreemptedError("a conversation turn is using the model")
+            if not background:
+                state.foreground += 1
+            while True:
+                free: list[_Slot] = [slot for slot in self.slots if not slot.busy]
+                if free:
+                    slot = max(free, key=lambda s: (s.worth(chat), -s.used))
+                    slot.busy = True
+                    return slot
+                state.cond.wait()
+
+    def _give_back(self, slot: _Slot, chat: Chat, background: bool) -> None:
+        state = self.state
+        with state.cond:
+            slot.busy = False
+            slot.chat = chat
+            slot.used = time.monotonic()
+            if not background:
+                state.foreground -= 1
+            state.cond.notify_all()
 
     @property
     def _llm_type(self) -> str:
         return "llama.cpp"
 
     def close(self) -> None:
-        """Free the model (after the reply in progress, if any)."""
-        with self.lock:
-            self.llm.close()
+        """Free the model (after the replies in progress, if any)."""
+        for slot in self.slots:
+            self._take_slot(slot)
+            slot.llm.close()
+
+    def _take_slot(self, slot: _Slot) -> None:
+        with self.state.cond:
+            while slot.busy:
+                self.state.cond.wait()
+            slot.busy = True
 
     def _stream(
         self,
@@ -150,14 +212,10 @@ class LlamaCppChatModel(StreamingChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         background = bool(kwargs.pop("background", False))
-        self._acquire(background)
-        try:
-            for chunk in self._generate_chunks(messages, stop, threading.Event(), kwargs, background):
-                if run_manager is not None and chunk.text:
-                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                yield chunk
-        finally:
-            self.lock.release()
+        for chunk in self._run(messages, stop, threading.Event(), kwargs, background):
+            if run_manager is not None and chunk.text:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
 
     async def _astream(
         self,
@@ -176,14 +234,8 @@ class LlamaCppChatModel(StreamingChatModel):
 
         def work() -> None:
             try:
-                self._acquire(background)
-                try:
-                    if halt.is_set():
-                        return
-                    for chunk in self._generate_chunks(messages, stop, halt, kwargs, background):
-                        put(chunk)
-                finally:
-                    self.lock.release()
+                for chunk in self._run(messages, stop, halt, kwargs, background):
+                    put(chunk)
             except BaseException as exc:  # reported to the consumer below
                 put(exc)
             finally:
@@ -203,20 +255,39 @@ class LlamaCppChatModel(StreamingChatModel):
         finally:
             halt.set()  # the worker stops at its next token and frees the model
 
-    def _generate_chunks(
+    def _run(
         self,
         messages: list[BaseMessage],
         stop: list[str] | None,
         halt: threading.Event,
         kwargs: dict[str, Any],
-        background: bool = False,
+        background: bool,
     ) -> Iterator[ChatGenerationChunk]:
-        if background and self.waiting[0]:
-            raise BackendPreemptedError("a conversation turn is waiting for the model")
-        chat = [{"role": role(m), "content": m.text} for m in messages]
+        """Generate on the best free context, and remember what its cache then holds."""
+        chat: Chat = [(role(m), m.text) for m in messages]
+        slot = self._take(chat, background)
+        reply: list[str] = []
+        try:
+            if halt.is_set():
+                return
+            for chunk in self._generate_chunks(slot.llm, chat, stop, halt, kwargs, background):
+                reply.append(chunk.text)
+                yield chunk
+        finally:
+            self._give_back(slot, [*chat, ("assistant", "".join(reply))], background)
+
+    def _generate_chunks(
+        self,
+        llm: Any,
+        chat: Chat,
+        stop: list[str] | None,
+        halt: threading.Event,
+        kwargs: dict[str, Any],
+        background: bool,
+    ) -> Iterator[ChatGenerationChunk]:
         max_tokens = int(kwargs.get("max_new_tokens", self.max_new_tokens))
-        stream = self.llm.create_chat_completion(
-            messages=chat,
+        stream = llm.create_chat_completion(
+            messages=[{"role": r, "content": c} for r, c in chat],
             stream=True,
             max_tokens=max_tokens,
             temperature=self.temperature,
@@ -229,8 +300,8 @@ class LlamaCppChatModel(StreamingChatModel):
             for event in stream:
                 if halt.is_set():
                     break
-                if background and self.waiting[0]:
-                    raise BackendPreemptedError("a conversation turn is waiting for the model")
+                if background and self.state.foreground:
+                    raise BackendPreemptedError("a conversation turn is using the model")
                 choice = (event.get("choices") or [{}])[0]
                 finish = choice.get("finish_reason") or finish
                 text = (choice.get("delta") or {}).get("content") or ""
@@ -241,7 +312,7 @@ class LlamaCppChatModel(StreamingChatModel):
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
-        in_context = int(getattr(self.llm, "n_tokens", 0) or 0)  # the prompt and what was generated
+        in_context = int(getattr(llm, "n_tokens", 0) or 0)  # the prompt and what was generated
         prompt = max(0, in_context - tokens)
         usage = {"input_tokens": prompt, "output_tokens": tokens, "total_tokens": prompt + tokens}
         yield ChatGenerationChunk(
@@ -251,3 +322,9 @@ class LlamaCppChatModel(StreamingChatModel):
                 response_metadata={"finish_reason": finish},
             )
         )
+
+
+class _State:
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.foreground = 0  # conversation replies generating or waiting for a context

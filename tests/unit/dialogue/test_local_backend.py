@@ -113,3 +113,23 @@ async def test_a_failed_generation_is_a_backend_error() -> None:
 
 def test_sync_invoke() -> None:
     assert chat_model(FakeModel(eos_after=3)).invoke("hi").text == "w1 w2 w3 "
+
+
+def test_llama_cpp_replies_go_to_the_context_that_holds_their_prompt() -> None:
+    from dialogue.backends.llamacpp import LlamaCppChatModel, _Slot
+    from dialogue.errors import BackendPreemptedError
+
+    model = LlamaCppChatModel(slots=[_Slot(object()), _Slot(object())])
+    ann = [("system", "You are Brom."), ("user", "Hi, I am Ann.")]
+    bob = [("system", "You are Brom."), ("user", "Bob here.")]
+    first = model._take(ann, background=False)
+    model._give_back(first, [*ann, ("assistant", "Hello Ann.")], background=False)
+    other = model._take(bob, background=False)
+    assert other is not first  # a new conversation takes the least recently used context, not Ann's cache
+    with pytest.raises(BackendPreemptedError):
+        model._take([("user", "summarise")], background=True)  # a turn is generating: summaries wait
+    model._give_back(other, [*bob, ("assistant", "Hello Bob.")], background=False)
+    again = model._take([*ann, ("assistant", "Hello Ann."), ("user", "Any swords?")], background=False)
+    assert again is first  # Ann's next turn finds the context that holds her prompt
+    model._give_back(again, [], background=False)
+    assert model._take([("user", "summarise")], background=True) in model.slots  # idle: summaries may run

@@ -143,6 +143,18 @@ class DialogueManager:
         finally:
             self._record(player_text, "".join(spoken), context)
 
+    async def warm(self) -> None:
+        """Compute the next reply's prompt prefix now (the character and the history so far), so the reply only
+        computes what the player says next. For engines that keep computed prompts (``prefix_cache``); best
+        effort, and it gives way to any reply (a background call)."""
+        if not self._backend.prefix_cache:
+            return
+        prefix = build_messages(self._prompt("", (), ""))[:-1]  # all but the next player message
+        try:
+            await self._backend.model.ainvoke(prefix, max_new_tokens=1, background=True)
+        except Exception as exc:  # preempted by a reply, or the model is down: the reply computes it all
+            log.debug("prompt warm-up skipped", extra={"reason": repr(exc)})
+
     def heard(self, chars: int) -> None:
         """The player heard only the first ``chars`` characters of the last reply: forget the rest."""
         if not self._history or self._history[-1].role != "character":

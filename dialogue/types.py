@@ -93,4 +93,7 @@ class Backend:
     name: str  # "transformers", "openai", "llamacpp", "fake", ...
     model: BaseChatModel
     native_tools: bool = False  # True: actions as tool calls; False: inline action markup in the text
+    # the engine keeps computed prompts (llama.cpp): computing the next prompt's prefix ahead, while the player
+    # listens, makes the next reply start sooner (DialogueManager.warm)
+    prefix_cache: bool = False
     options: Mapping[str, str] = field(default_factory=dict)  # description for logs and benchmarks

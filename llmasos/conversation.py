@@ -166,6 +166,7 @@ class Conversation:
             self._spawn(warm(self._character.id, self._player), "conversation-warm-memory")
         if self._opts.greet and self._character.greeting:
             self._start_turn(None, lambda _: speak_text(self._character.greeting), Timeline())
+        self._spawn(self._manager.warm(), "conversation-warm-prompt")  # the character's prompt, during the greeting
         tasks = [
             asyncio.create_task(self._listen(), name="conversation-listen"),
             asyncio.create_task(self._handle_messages(), name="conversation-messages"),
@@ -415,6 +416,8 @@ class Conversation:
         if self._turn is turn:
             self._turn = None
             self._t.send(StateMessage(state="listening", turn=turn.number))
+            if user_text is not None:  # while the player listens and thinks: the next prompt's prefix
+                self._spawn(self._manager.warm(), "conversation-warm-prompt")
 
     def _remember(self, user_text: str, heard: str) -> None:
         memory, character, player, observer = self._s.memory, self._character, self._player, self._s.observer

@@ -91,7 +91,7 @@ def build_backend(settings: Settings) -> Backend:
                 contexts=llm.llamacpp_contexts,
             )
         )
-        return Backend("llamacpp", cpp, options={"model": path.name})
+        return Backend("llamacpp", cpp, prefix_cache=True, options={"model": path.name})
     local = load_local(
         LocalModelOptions(
             path=path,

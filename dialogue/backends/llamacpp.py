@@ -142,9 +142,13 @@ class _Slot:
         return n
 
     def worth(self, chat: Chat) -> int:
-        """Messages of ``chat`` found in the cache, less the cached messages it would throw away."""
+        """Messages of ``chat`` found in the cache, less the cached messages it would throw away (a reply at
+        the end of the cache is never worth keeping: it is the last thing computed)."""
         shared = self.shared(chat)
-        return shared - (len(self.chat) - shared)
+        lost = len(self.chat) - shared
+        if lost and self.chat[-1][0] == "assistant":
+            lost -= 1
+        return shared - lost
 
 
 class LlamaCppChatModel(StreamingChatModel):

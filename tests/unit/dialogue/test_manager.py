@@ -155,3 +155,17 @@ async def test_each_prompt_extends_the_last_one(character: Character) -> None:
     assert second[len(first)] == "Ok."
     assert "Ann has a dog." in second[-1] and not any("Ann has a dog." in text for text in first)
     assert m.history[0].text == "hello"  # what the player said, without the context
+
+
+async def test_warm_computes_the_next_prompt_s_prefix_ahead(character: Character) -> None:
+    model = ScriptedChatModel(scripts=[["Ok."], ["x"], ["Fine."]])
+    cold = DialogueManager(Backend("fake", model), character)
+    await cold.warm()
+    assert model.calls == []  # an engine without a prompt cache gains nothing from it
+    m = DialogueManager(Backend("fake", model, prefix_cache=True), character)
+    await collect(m, "hello", memories=["Ann likes tea."])
+    await m.warm()
+    await collect(m, "more")
+    reply, warm, nxt = ([msg.text for msg in call] for call in model.calls)
+    assert warm == nxt[:-1] and warm[-1] == "Ok."  # exactly the next prompt, but for the player's next words
+    assert len(m.history) == 4  # warming leaves no trace in the history

@@ -400,6 +400,9 @@ class Conversation:
             self._forget_turn(turn)
             return
         heard = turn.text.strip() if outcome == "done" else turn.heard_text()
+        if outcome == "done" and user_text is not None and not heard:
+            self._s.observer.error("empty_reply")  # the model said nothing speakable (only markup, or nothing)
+            log.warning("the reply had nothing to say aloud", extra={"turn": turn.number})
         if outcome != "done" and turn.speaking:
             self._t.speaker.clear()
             self._t.send(InterruptedMessage(turn=turn.number, heard=heard))

@@ -47,6 +47,8 @@ QUESTIONS: tuple[tuple[str, float], ...] = (
 )
 STORY = "Tell me a long story about your forge and your family, please."
 INTERRUPTION = "Wait, stop please."
+DEADLINE = "no answer before the deadline"
+NO_SPEECH = "the reply had no speech"
 BUDGET_STAGES = ("endpoint_wait", "asr", "recall", "llm_first_sentence", "tts_first_audio")
 RATE = 48_000
 
@@ -123,7 +125,7 @@ async def run_session(
                 else:
                     results.append(await _question_turn(client, index, questions[n % len(questions)]))
             except TimeoutError:  # an overloaded server: record the turn as unanswered and go on
-                results.append(TurnResult(index, -1, kind, "", error="no answer before the deadline"))
+                results.append(TurnResult(index, -1, kind, "", error=DEADLINE))
                 with contextlib.suppress(TimeoutError):
                     await client.wait_for("state", state="listening", since=time.monotonic(), timeout_s=120)
     return results
@@ -147,10 +149,16 @@ async def _question_turn(client: VoiceClient, index: int, utterance: Utterance) 
 async def _barge_in_turn(client: VoiceClient, index: int, story: Utterance, interruption: Utterance) -> TurnResult:
     sent_end = await client.say(story.pcm)
     started, speaking = await client.wait_for(
-        "state", state="speaking", since=sent_end - story.trailing_s, timeout_s=180
+        "state",
+        since=sent_end - story.trailing_s,
+        timeout_s=180,
+        where=lambda m: m.get("state") == "speaking" or (m.get("state") == "listening" and "turn" in m),
     )
     turn = int(speaking["turn"])
     result = TurnResult(index, turn, "barge_in", story.text)
+    if speaking["state"] != "speaking":  # the model's reply had nothing to say aloud: nothing to interrupt
+        result.error = NO_SPEECH
+        return result
     await client.wait_loud(1.0, since=started, timeout_s=60)
     client.mic.say(interruption.pcm)
     talk_at = time.monotonic()
@@ -204,7 +212,8 @@ def summarise(results: list[TurnResult]) -> dict[str, Any]:
         "overhead_s": stats(overhead),
         "client_beyond_server_s": stats(client_extra),
         "turns": len(results),
-        "unanswered": sum(1 for r in results if r.error),
+        "unanswered": sum(1 for r in results if r.error == DEADLINE),
+        "no_speech": sum(1 for r in results if r.error == NO_SPEECH),
     }
 
 
@@ -417,6 +426,8 @@ def markdown(data: dict[str, Any]) -> str:
     row("**barge-in stop (client)**", s["barge_in_stop_s"])
     if s.get("unanswered"):
         lines.append(f"| turns unanswered before the deadline | {s['unanswered']} | | | |")
+    if s.get("no_speech"):
+        lines.append(f"| replies with nothing to say aloud (model output was only markup) | {s['no_speech']} | | | |")
     for entry in data["sweep"]:
         row(f"sweep: {entry['sessions']} sessions, voice-to-voice", entry["voice_to_voice_s"])
     m, c = data["machine"], data["config"]

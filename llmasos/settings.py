@@ -69,7 +69,7 @@ class ASRSettings(_Section):
     # (`llmasos transcribe --json` turns them on for its output)
     word_timestamps: bool = False
     speculative: bool = True  # start the final decode during the endpointing silence (kept if the turn ends)
-    speculate_after_ms: int = Field(200, ge=0, le=5000)  # ... once the pause is this long
+    speculate_after_ms: int = Field(100, ge=0, le=5000)  # ... once the pause is this long
 
 
 class VADSettings(_Section):

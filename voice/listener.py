@@ -50,7 +50,7 @@ class ListenerOptions:
     partial_interval_s: float = 0.6
     min_partial_s: float = 0.5  # no partial before this much audio
     speculative: bool = True  # start the final decode when speech pauses
-    speculate_after_s: float = 0.2  # ... this long (keep it below the endpointer's min_silence)
+    speculate_after_s: float = 0.1  # ... this long (keep it below the endpointer's min_silence)
 
 
 class _End:

@@ -126,6 +126,8 @@ async def run_session(
                     results.append(await _question_turn(client, index, questions[n % len(questions)]))
             except TimeoutError:  # an overloaded server: record the turn as unanswered and go on
                 results.append(TurnResult(index, -1, kind, "", error=DEADLINE))
+                recent = [m for _, m in client.events[-12:] if m.get("type") != "metrics"]
+                print(f"session {index}: {kind} turn unanswered; last events: {recent}", file=sys.stderr)
                 with contextlib.suppress(TimeoutError):
                     await client.wait_for("state", state="listening", since=time.monotonic(), timeout_s=120)
     return results

@@ -49,6 +49,7 @@ STORY = "Tell me a long story about your forge and your family, please."
 INTERRUPTION = "Wait, stop please."
 DEADLINE = "no answer before the deadline"
 NO_SPEECH = "the reply had no speech"
+SHORT_REPLY = "the reply was over before the interruption"
 BUDGET_STAGES = ("endpoint_wait", "asr", "recall", "llm_first_sentence", "tts_first_audio")
 RATE = 48_000
 
@@ -161,7 +162,18 @@ async def _barge_in_turn(client: VoiceClient, index: int, story: Utterance, inte
     if speaking["state"] != "speaking":  # the model's reply had nothing to say aloud: nothing to interrupt
         result.error = NO_SPEECH
         return result
-    await client.wait_loud(1.0, since=started, timeout_s=60)
+    # interrupt one second into the reply, unless it is over before that
+    loud = asyncio.create_task(client.wait_loud(1.0, since=started, timeout_s=60))
+    over = asyncio.create_task(client.wait_for("state", state="listening", turn=turn, since=started, timeout_s=60))
+    done, pending = await asyncio.wait({loud, over}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    if loud not in done:
+        over.result()  # re-raise a timeout
+        result.error = SHORT_REPLY
+        return result
+    loud.result()
     client.mic.say(interruption.pcm)
     talk_at = time.monotonic()
     try:
@@ -216,6 +228,7 @@ def summarise(results: list[TurnResult]) -> dict[str, Any]:
         "turns": len(results),
         "unanswered": sum(1 for r in results if r.error == DEADLINE),
         "no_speech": sum(1 for r in results if r.error == NO_SPEECH),
+        "short_reply": sum(1 for r in results if r.error == SHORT_REPLY),
     }
 
 
@@ -428,6 +441,8 @@ def markdown(data: dict[str, Any]) -> str:
     row("**barge-in stop (client)**", s["barge_in_stop_s"])
     if s.get("unanswered"):
         lines.append(f"| turns unanswered before the deadline | {s['unanswered']} | | | |")
+    if s.get("short_reply"):
+        lines.append(f"| barge-ins not made: the reply was under 1 s | {s['short_reply']} | | | |")
     if s.get("no_speech"):
         lines.append(f"| replies with nothing to say aloud (model output was only markup) | {s['no_speech']} | | | |")
     for entry in data["sweep"]:

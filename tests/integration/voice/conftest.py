@@ -36,7 +36,9 @@ def store(voice_settings: Settings) -> ModelStore:
 
 @pytest.fixture(scope="session")
 def asr(voice_settings: Settings, store: ModelStore) -> Iterator[WhisperASR]:
-    model = load_asr(voice_settings, store)
+    # with word timings (off by default: conversations do not use them; `transcribe --json` does)
+    timed = voice_settings.model_copy(update={"asr": voice_settings.asr.model_copy(update={"word_timestamps": True})})
+    model = load_asr(timed, store)
     yield model
     model.close()
 

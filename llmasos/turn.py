@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from dialogue.types import ReplyAction, ReplyDone, ReplyEvent, ReplySentence
 from rtc.protocol import ActionMessage, ReplyMessage, StateMessage
 from voice.audio import Resampler, float_to_s16, s16_to_float
+from voice.tts import voiced_range
 from voice.types import TTS, TTSChunk
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class Turn:
         self._speaker = speaker
         self._transport_send = send
         self._released = asyncio.Event()
-        self._outbox: list[BaseModel] | None = [] if held else None  # messages kept back while held
+        self._outbox: list[BaseModel] = []  # messages kept back while held
         if not held:
             self._released.set()
         self.timeline = timeline or Timeline()
@@ -116,16 +117,16 @@ class Turn:
         if self._released.is_set():
             return
         self._released.set()
-        outbox, self._outbox = self._outbox or [], None
+        outbox, self._outbox = self._outbox, []
         for message in outbox:
             self._transport_send(message)
 
     def send(self, message: BaseModel) -> None:
         """Send to the player (kept back while the turn is held)."""
-        if self._outbox is not None:
-            self._outbox.append(message)
-        else:
+        if self._released.is_set():
             self._transport_send(message)
+        else:
+            self._outbox.append(message)
 
     # ---- what was heard ----------------------------------------------------------------------------------------
 
@@ -277,10 +278,8 @@ ONSET_KEEP_MS = 5.0  # kept before the first sound, so it does not start with a 
 
 def leading_silence(pcm: npt.NDArray[np.int16], sample_rate: int) -> int:
     """How many samples of silence ``pcm`` starts with (less a few ms kept before the first sound)."""
-    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > ONSET_LEVEL)
-    if len(loud) == 0:
-        return 0
-    return max(0, int(loud[0]) - int(ONSET_KEEP_MS * sample_rate / 1000))
+    first, _ = voiced_range(pcm, ONSET_LEVEL)  # 0 when all of it is quiet
+    return max(0, first - int(ONSET_KEEP_MS * sample_rate / 1000))
 
 
 def _to_reply(tts_char: int, offsets: list[tuple[int, int]]) -> int:

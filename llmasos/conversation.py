@@ -201,17 +201,16 @@ class Conversation:
             elif isinstance(event, Utterance):
                 held = self._held
                 timeline = held.turn.timeline if held is not None and held.utterance == event.index else Timeline()
-                # audio arrives in real time: the last speech was (audio read so far - its end) ago; the
-                # utterance keeps pre_roll_ms of trailing silence after it
+                # the utterance keeps pre_roll_ms of trailing silence after the speech
                 speech_end_s = event.end_s - self._opts.endpoint.pre_roll_ms / 1000
-                timeline.mark("speech_end", now - max(0.0, self._audio_s - speech_end_s))
+                timeline.mark("speech_end", self._clock_at(speech_end_s, now))
                 timeline.mark("endpoint", now)
                 timelines[event.index] = timeline
             elif isinstance(event, Transcript):
                 text = event.text.strip()
                 if event.tentative:
                     if text:
-                        self._preempt(event.utterance, text, now - max(0.0, self._audio_s - paused_at_s))
+                        self._preempt(event.utterance, text, self._clock_at(paused_at_s, now))
                     continue
                 if not event.final:
                     if text:
@@ -219,20 +218,24 @@ class Conversation:
                     continue
                 timeline = timelines.pop(event.utterance, Timeline())
                 timeline.mark("asr_final", now)
-                held, self._held = self._held, None
+                held = self._held
                 if held is not None and held.utterance == event.utterance and held.text == text:
+                    self._held = None
                     self._t.send(TranscriptMessage(text=text, final=True, turn=held.turn.number))
                     self.transcripts.append(text)
                     held.turn.release()  # the reply is ready (or nearly): it speaks now
                     continue
-                if held is not None:
-                    self._held = held
-                    self._drop_held()
+                self._drop_held()  # other words (or none): the reply to the guess is not this one
                 if not text:
                     continue
                 self._t.send(TranscriptMessage(text=text, final=True, turn=self._turns + 1))
                 self.transcripts.append(text)
                 self._on_user_text(text, timeline)
+
+    def _clock_at(self, audio_s: float, now: float) -> float:
+        """The monotonic time of ``audio_s`` in the microphone stream: audio arrives in real time, so it was
+        (audio read so far - audio_s) ago."""
+        return now - max(0.0, self._audio_s - audio_s)
 
     async def _frames(self) -> AsyncIterator[AudioFrame]:
         """The transport's frames as voice frames; a malformed frame is reported once and skipped."""

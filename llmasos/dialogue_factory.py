@@ -40,10 +40,8 @@ def backend_name(settings: Settings) -> str:
     llm = settings.llm
     if llm.backend != "auto":
         return llm.backend
-    if llm.device != "cpu" and _cuda():
-        return "transformers"
-    if llm.device == "cuda":
-        return "transformers"  # load_local says that no CUDA device is there
+    if llm.device == "cuda" or (llm.device == "auto" and _cuda()):
+        return "transformers"  # (with llm.device "cuda" and no device, load_local says so)
     if llm.model_dir is not None and llm.model_dir.suffix != ".gguf":
         return "transformers"  # a transformers model directory
     return "llamacpp" if llamacpp_available() else "transformers"
@@ -74,13 +72,8 @@ def build_backend(settings: Settings) -> Backend:
     path = resolve(ModelStore(settings.data_dir), Role.LLM, None, llm.model_dir)
     if name == "llamacpp":
         if llm.model_dir is None and llm.llamacpp_weights != "packaged":
-            spec = get_spec(DEFAULTS[Role.LLM])
-            target = (
-                settings.data_dir
-                / "cache"
-                / "llm"
-                / f"{spec.name}-{spec.files[0].sha256[:16]}.{llm.llamacpp_weights}.gguf"
-            )
+            stem = _packaged_llm_cache(settings)
+            target = stem.with_name(f"{stem.name}.{llm.llamacpp_weights}.gguf")
             path = reencode(path, target, llm.llamacpp_weights, llm.threads)
         cpp = load_llamacpp(
             LlamaCppOptions(
@@ -109,6 +102,11 @@ def converted_cache(settings: Settings) -> Path | None:
     """Where the packaged GGUF's dequantized copy is kept (keyed by its pinned sha256); None for a user model."""
     if settings.llm.model_dir is not None or not settings.llm.cache_converted:
         return None
+    return _packaged_llm_cache(settings)
+
+
+def _packaged_llm_cache(settings: Settings) -> Path:
+    """Where copies derived from the packaged LLM file go: named by the file's pinned sha256."""
     spec = get_spec(DEFAULTS[Role.LLM])
     return settings.data_dir / "cache" / "llm" / f"{spec.name}-{spec.files[0].sha256[:16]}"
 
@@ -128,10 +126,8 @@ def summariser(backend: Backend) -> Callable[[list[str]], Awaitable[str]]:
             ),
             HumanMessage("\n".join(turns)),
         ]
-        if backend.name != "llamacpp":
-            reply = await backend.model.ainvoke(messages)
-            return reply.text
-        # one llama.cpp model serves every conversation: a summary yields to any turn that needs the model
+        # a background call: on an engine shared with the conversations (llama.cpp) it yields to any turn that
+        # needs the model and is tried again later; the other backends ignore the flag
         for attempt in range(PREEMPTED_RETRIES):
             try:
                 reply = await backend.model.ainvoke(messages, background=True)

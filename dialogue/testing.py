@@ -10,14 +10,15 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.language_models.chat_models import generate_from_stream
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
+
+from dialogue.backends.base import StreamingChatModel
 
 Script = Sequence[str | AIMessageChunk]
 
@@ -41,7 +42,7 @@ def tool_call_chunk(index: int, name: str | None = None, args: str | None = None
     )
 
 
-class ScriptedChatModel(BaseChatModel):
+class ScriptedChatModel(StreamingChatModel):
     scripts: list[list[str | AIMessageChunk]]
     calls: list[list[BaseMessage]] = Field(default_factory=list)
     bound_tools: list[dict[str, Any]] = Field(default_factory=list)
@@ -66,15 +67,6 @@ class ScriptedChatModel(BaseChatModel):
         chunks = [AIMessageChunk(content=c) if isinstance(c, str) else c for c in script]
         # LangChain refuses a stream without chunks: an empty reply is one empty chunk
         return [ChatGenerationChunk(message=c) for c in chunks or [AIMessageChunk(content="")]]
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return generate_from_stream(iter(self._next(messages)))
 
     def _stream(
         self,

@@ -161,11 +161,6 @@ class LlamaCppChatModel(StreamingChatModel):
     def model_post_init(self, context: Any) -> None:
         self.state = _State()
 
-    @property
-    def llm(self) -> Any:
-        """The first context's ``Llama`` (the model as llama-cpp-python sees it)."""
-        return self.slots[0].llm
-
     def _take(self, chat: Chat, background: bool) -> _Slot:
         """The free context worth the most to ``chat`` (least recently used among equals); waits for one."""
         state = self.state

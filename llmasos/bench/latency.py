@@ -99,10 +99,6 @@ def make_utterances(settings: Settings) -> tuple[list[Utterance], Utterance, Utt
     return questions, speech(STORY), speech(INTERRUPTION)
 
 
-def _stages(timeline_ms: dict[str, float]) -> dict[str, float]:
-    return stage_seconds(timeline_ms, unit=0.001)
-
-
 async def run_session(
     url: str,
     index: int,
@@ -143,7 +139,7 @@ async def _question_turn(client: VoiceClient, index: int, utterance: Utterance) 
     first = client.received.first_loud_after(speech_end)
     result.v2v_s = None if first is None else first - speech_end
     _, metrics = await client.wait_for("metrics", turn=turn, timeout_s=60)
-    result.stages_s = _stages(metrics["timeline_ms"])
+    result.stages_s = stage_seconds(metrics["timeline_ms"], unit=0.001)
     result.transcript = " ".join(m["text"] for m in client.of_type("transcript", since=speech_end - 30) if m["final"])
     await client.wait_for("state", state="listening", turn=turn, timeout_s=60)
     return result

@@ -118,9 +118,8 @@ async def collect(manager: DialogueManager, text: str) -> list[ReplyEvent]:
     return [e async for e in manager.reply(text)]
 
 
+@pytest.mark.parametrize("backend", ["llamacpp"], indirect=True)  # one model shared by every conversation
 async def test_a_background_summary_yields_to_a_turn(backend: Backend, settings: Settings) -> None:
-    if backend.name != "llamacpp":
-        pytest.skip("one llama.cpp model is shared by every conversation; transformers generates concurrently")
     story = [SystemMessage("You are a storyteller."), HumanMessage("Tell me a very long story about a dragon.")]
     summary = backend.model.astream(story, background=True, max_new_tokens=400)
     first = await anext(summary)  # the background generation holds the model
@@ -133,9 +132,8 @@ async def test_a_background_summary_yields_to_a_turn(backend: Backend, settings:
     assert isinstance(events[-1], ReplyDone) and events[-1].full_text.strip()
 
 
+@pytest.mark.parametrize("backend", ["llamacpp"], indirect=True)
 def test_the_packaged_weights_are_re_encoded_once_for_llama_cpp(backend: Backend, settings: Settings) -> None:
-    if backend.name != "llamacpp":
-        pytest.skip("llama.cpp only")
     assert backend.options["model"].endswith(".q8_0.gguf")
     (made,) = (settings.data_dir / "cache" / "llm").glob("*.q8_0.gguf")
     stamp = made.stat().st_mtime_ns

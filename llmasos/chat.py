@@ -16,7 +16,7 @@ from typing import TextIO
 from langchain_core.messages import BaseMessage
 
 from dialogue import BackendError, Character, DialogueManager, ReplyAction, ReplyEvent, ReplySentence
-from memory import MemoryStore
+from memory import MemoryRecallError, MemoryStore
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,10 @@ class ChatSession:
     async def warm_up(self, budget_s: float = 30.0) -> None:
         """One recall with a generous budget, so the first real turn does not pay for cold caches."""
         if self._options.top_k > 0:
-            await self._memory.recall(self.character_id, self._player, "hello", k=1, budget_s=budget_s)
+            try:
+                await self._memory.recall(self.character_id, self._player, "hello", k=1, budget_s=budget_s)
+            except MemoryRecallError as exc:  # the first turn will try again
+                log.warning("memory warm-up failed", extra={"reason": exc.reason})
 
     async def turn(self, text: str) -> AsyncGenerator[ReplyEvent, None]:
         """Recall, then stream the reply. Call ``heard`` afterwards (also after a cancelled turn)."""
@@ -58,14 +61,13 @@ class ChatSession:
             await self.heard()  # the previous reply was not reported: it was heard in full
         memories: list[str] = []
         if self._options.top_k > 0:
-            recalled = await self._memory.recall(
-                self.character_id,
-                self._player,
-                text,
-                k=self._options.top_k,
-                budget_s=self._options.recall_budget_s,
-            )
-            memories = [r.memory.text for r in recalled]
+            try:
+                recalled = await self._memory.recall(
+                    self.character_id, self._player, text, k=self._options.top_k, budget_s=self._options.recall_budget_s
+                )
+                memories = [r.memory.text for r in recalled]
+            except MemoryRecallError as exc:  # degraded: this reply goes on without memories
+                log.warning("memory recall degraded", extra={"reason": exc.reason, "error": str(exc)})
         self.last_prompt = self._manager.messages(text, memories, self._options.world)
         log.debug("reply prompt", extra={"memories": memories, "character": self.character_id})
         try:

@@ -31,6 +31,7 @@ from dialogue.manager import DialogueManager
 from dialogue.types import Character, ReplyDone, ReplyEvent, ReplySentence
 from llmasos.chat import heard_lines
 from llmasos.turn import Speaker, Timeline, Turn, speak_text
+from memory.errors import MemoryRecallError, MemoryStoreError
 from memory.types import MemoryStore
 from rtc.audio import PcmFrame
 from rtc.errors import ProtocolError
@@ -161,9 +162,15 @@ class Conversation:
     async def run(self) -> None:
         """Until the transport closes. Every turn is finalised (heard text stored) before this returns."""
         self._t.send(StateMessage(state="listening"))
-        warm = getattr(self._s.memory, "warm", None)  # load this player's memories before the first recall
-        if warm is not None:
-            self._spawn(warm(self._character.id, self._player), "conversation-warm-memory")
+        memory, character, player = self._s.memory, self._character.id, self._player
+
+        async def warm_memory() -> None:  # load this player's memories before the first recall (a hint)
+            try:
+                await memory.warm(character, player)
+            except MemoryStoreError as exc:  # the first recall will say whether memory is degraded
+                log.warning("memory warm-up failed", extra={"reason": repr(exc)})
+
+        self._spawn(warm_memory(), "conversation-warm-memory")
         if self._opts.greet and self._character.greeting:
             self._start_turn(None, lambda _: speak_text(self._character.greeting), Timeline())
         self._spawn(self._manager.warm(), "conversation-warm-prompt")  # the character's prompt, during the greeting
@@ -322,9 +329,13 @@ class Conversation:
                 timeout=self._opts.recall_budget_s * 4,
             )
             memories = [r.memory.text for r in recalled]
-        except Exception as exc:  # recall is best effort: the conversation goes on without it
-            self._s.observer.error("memory_recall")
-            log.warning("memory recall failed", extra={"reason": repr(exc)})
+        except Exception as exc:  # recall is best effort: the reply goes on without memories, counted as degraded
+            if isinstance(exc, MemoryRecallError):
+                degraded = exc.reason
+            else:  # a store that broke its contract: over four budgets, or an error it did not report as one
+                degraded = "timeout" if isinstance(exc, TimeoutError) else "error"
+            self._s.observer.error("memory_recall_timeout" if degraded == "timeout" else "memory_recall_error")
+            log.warning("memory recall degraded", extra={"reason": degraded, "error": repr(exc)})
         timeline.mark("recall_done")
         replies = self._manager.reply(text, memories=memories, on_first_token=lambda: timeline.mark("llm_first_token"))
         spoke = False

@@ -10,6 +10,10 @@ Each stage counts only the time it adds after the stages before it: a stage that
 still going (a reply prepared during the endpointing silence) adds only what it still took after that. So the
 chain stages always add up to ``voice_to_voice``. ``llm_first_token`` (recall to the model's first token) is
 reported beside the chain: it is part of ``llm_first_sentence``.
+
+Errors are counted by kind (``llmasos_errors_total{kind=...}``). A degraded recall (the reply went on without
+memories) is one of two kinds, present from the start at 0: ``memory_recall_timeout`` (over its time budget) and
+``memory_recall_error`` (the embedder or the database failed).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ CHAIN: tuple[tuple[str, str], ...] = (  # (stage, the mark that ends it), in ord
     ("send", "first_audio_sent"),
 )
 STAGES: tuple[str, ...] = (*(stage for stage, _ in CHAIN), "voice_to_voice", "llm_first_token")
+RECALL_DEGRADED: tuple[str, ...] = ("memory_recall_timeout", "memory_recall_error")  # error kinds
 _BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.3, 1.6, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0)
 
 
@@ -65,6 +70,8 @@ class Metrics:
         )
         self.turns = Counter("llmasos_turns_total", "Turns by how they ended", ["outcome"], registry=self.registry)
         self.errors = Counter("llmasos_errors_total", "Errors by kind", ["kind"], registry=self.registry)
+        for kind in RECALL_DEGRADED:  # exported at 0, so that a rate over them exists before the first one
+            self.errors.labels(kind)
         self.sessions = Gauge("llmasos_active_sessions", "Open voice sessions", registry=self.registry)
         self.sessions_total = Counter("llmasos_sessions_total", "Sessions started", registry=self.registry)
 

@@ -10,7 +10,9 @@ from memory.errors import (
     MemoryBackendError,
     MemoryClosedError,
     MemoryInputError,
+    MemoryRecallError,
     MemoryStoreError,
+    RecallFailure,
 )
 from memory.ranking import RankOptions
 from memory.reflection import ReflectionOptions, Reflector, Summarise
@@ -28,9 +30,11 @@ __all__ = [
     "MemoryClosedError",
     "MemoryInputError",
     "MemoryKind",
+    "MemoryRecallError",
     "MemoryStore",
     "MemoryStoreError",
     "RankOptions",
+    "RecallFailure",
     "Recalled",
     "ReflectionOptions",
     "Reflector",

@@ -12,7 +12,8 @@ come from the injected Embedder: Chroma's own embedding function (which download
 Nothing written is lost while the process lives: writes wait in order for an unreachable database. At close,
 what still cannot be stored goes to the journal (``ChromaStoreOptions.journal``, see memory/journal.py); the
 next store opened with that journal applies it before it serves. ``forget`` deletes everywhere: the database,
-the writes still queued and the journal.
+the writes still queued and the journal. A read never waits for the database beyond its budget: a recall that
+runs out of time or fails raises ``MemoryRecallError`` (reason "timeout" or "error") for the caller to count.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from memory.chroma_client import close_client
 from memory.collections import CollectionSet, Scope
-from memory.errors import MemoryBackendError, MemoryClosedError, MemoryInputError, MemoryStoreError
+from memory.errors import (
+    MemoryBackendError,
+    MemoryClosedError,
+    MemoryInputError,
+    MemoryRecallError,
+    MemoryStoreError,
+)
 from memory.journal import Forget, Journal, Record, apply, compact
 from memory.ranking import RankOptions, rank, similarity_from_distance
 from memory.types import Embedder, Memory, MemoryKind, MemoryStore, Recalled
@@ -113,12 +120,19 @@ class ChromaMemoryStore:
         future = loop.run_in_executor(self._reader, self._recall_sync, character, player, query, k, deadline)
         try:
             return await asyncio.wait_for(future, timeout=max(0.0, budget_s))
-        except TimeoutError:
-            log.warning("memory recall over its time budget; answering without memories", extra={"budget_s": budget_s})
-            return []
-        except Exception:
-            log.exception("memory recall failed; answering without memories")
-            return []
+        except TimeoutError as exc:
+            raise MemoryRecallError(f"memory recall took longer than {budget_s} s", reason="timeout") from exc
+        except Exception as exc:
+            raise MemoryRecallError(f"memory recall failed: {exc}", reason="error") from exc
+
+    async def warm(self, character: str, player: str) -> None:
+        """Load this conversation's collections ahead of its first recall (a cold one costs ~150 ms)."""
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._reader, self._warm_sync, character, player)
+        except Exception as exc:
+            raise MemoryBackendError(f"cannot load the memories of this conversation: {exc}", retryable=True) from exc
 
     async def list(self, character: str | None, player: str | None, *, limit: int = 100) -> builtins.list[Memory]:
         if character is not None:
@@ -172,12 +186,6 @@ class ChromaMemoryStore:
         if len(memories) != len(embeddings):
             raise MemoryInputError("bulk_add needs one embedding per memory")
         self._add(memories, [list(v) for v in embeddings])
-
-    async def warm(self, character: str, player: str) -> None:
-        """Load this conversation's collections ahead of its first recall (a cold one costs ~150 ms)."""
-        self._check_open()
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._reader, self._warm_sync, character, player)
 
     @property
     def pending_writes(self) -> int:
@@ -253,19 +261,21 @@ class ChromaMemoryStore:
     def _query(
         self, scope: Scope, key: str, vector: builtins.list[float], where: dict[str, Any] | None, k: int = 1
     ) -> Any:
-        collection = self._collections.get(scope, key)
-        if collection is None:
-            return []
-        try:
-            result = collection.query(
-                query_embeddings=[vector],
-                n_results=max(k, self._options.candidates),
-                where=where,
-                include=["documents", "metadatas", "distances"],
-            )
-        except Exception:
-            self._collections.evict(scope, key)
-            raise
+        n_results = max(k, self._options.candidates)
+        include = ["documents", "metadatas", "distances"]
+        result = None
+        for attempt in range(2):  # a stale handle (the collection was dropped elsewhere): looked up afresh, once
+            collection = self._collections.get(scope, key)
+            if collection is None:
+                return []
+            try:
+                result = collection.query(query_embeddings=[vector], n_results=n_results, where=where, include=include)
+                break
+            except Exception:
+                self._collections.evict(scope, key)
+                if attempt:
+                    raise
+        assert result is not None
         return [
             (_memory(id_, doc, meta), similarity_from_distance(dist))
             for id_, doc, meta, dist in zip(

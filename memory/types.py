@@ -43,10 +43,20 @@ class MemoryStore(Protocol):
     ) -> str: ...
 
     async def recall(self, character: str, player: str, query: str, *, k: int, budget_s: float) -> list[Recalled]:
-        """The best ``k`` of this player's memories and the character's world facts, best first.
+        """The best ``k`` of this player's memories and the character's world facts, best first (``[]``: there
+        are none).
 
-        Returns what it has (possibly nothing) when ``budget_s`` runs out; it never raises for a slow backend.
+        A recall that cannot answer says so, it never passes for one that found nothing: it raises
+        ``MemoryRecallError`` with ``reason`` "timeout" once ``budget_s`` has run out (it never waits longer),
+        or "error" when the embedder or the database failed (the cause chained). Callers go on without
+        memories and count the degraded recall. Invalid arguments raise ``MemoryInputError``, a closed store
+        ``MemoryClosedError``.
         """
+        ...
+
+    async def warm(self, character: str, player: str) -> None:
+        """Load what a recall of this conversation reads (a hint, ahead of its first recall; nothing stored is
+        fine). Raises ``MemoryBackendError`` when the database fails; nothing depends on it having run."""
         ...
 
     async def list(self, character: str | None, player: str | None, *, limit: int = 100) -> list[Memory]:

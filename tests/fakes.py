@@ -1,12 +1,16 @@
 """Fakes of our own protocols for conversation tests: a fake voice, an in-memory store, a scripted listener,
-a transport whose speaker is the real OutboundAudioTrack driven frame by frame (no wall clock)."""
+a transport whose speaker is the real OutboundAudioTrack driven frame by frame (no wall clock).
+
+mypy checks this module (pyproject.toml): every fake is declared against the protocol it stands in for (at the
+end of the module), so a fake that drifts from its protocol fails the type check, not a test much later.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -18,13 +22,13 @@ from pydantic import BaseModel
 
 from dialogue import ActionParam, ActionSpec, Backend, Character, DialogueManager
 from dialogue.errors import BackendError
-from llmasos.conversation import Conversation, ConversationOptions, Services
-from memory.types import Memory, MemoryKind, Recalled
+from llmasos.conversation import Conversation, ConversationOptions, ListenStage, Observer, Services, Transport
+from memory.types import Memory, MemoryKind, MemoryStore, Recalled
 from rtc.audio import OutboundAudioTrack, PcmFrame
 from rtc.errors import ProtocolError
 from rtc.protocol import ClientMessage
 from voice.listener import ListenEvent
-from voice.types import AudioFrame, TTSChunk, WordTiming
+from voice.types import TTS, AudioFrame, TTSChunk, WordTiming
 
 RATE = 48_000
 WORD_MS = 100  # the fake voice speaks every word in exactly 100 ms
@@ -63,23 +67,45 @@ class FakeVoice:
 
 
 class FakeMemory:
+    """The MemoryStore in a list. Like the real store, recall returns this player's memories of the character
+    asked about and that character's world facts, never another player's or another character's."""
+
     def __init__(self) -> None:
         self.items: list[Memory] = []
+        self.recalls: list[tuple[str, str, str, int]] = []  # (character, player, query, k) of every recall
+        self.warmed: list[tuple[str, str]] = []
+        self.flushes = 0
 
     async def remember(
         self, character: str, player: str | None, text: str, *, kind: MemoryKind = "heard", importance: float = 0.5
     ) -> str:
-        self.items.append(Memory(str(len(self.items)), character, player, text, kind, importance, 0.0))
-        return str(len(self.items))
+        memory = Memory(str(len(self.items)), character, player, text, kind, importance, float(len(self.items)))
+        self.items.append(memory)
+        return memory.id
 
     async def recall(self, character: str, player: str, query: str, *, k: int, budget_s: float) -> list[Recalled]:
-        return [Recalled(m, 1.0, 1.0) for m in self.items if m.player == player][:k]
+        self.recalls.append((character, player, query, k))
+        mine = [m for m in self.items if m.character == character and m.player in (player, None)]
+        return [Recalled(m, 1.0, 1.0) for m in mine[: max(0, k)]]
+
+    async def warm(self, character: str, player: str) -> None:
+        self.warmed.append((character, player))
 
     async def list(self, character: str | None, player: str | None, *, limit: int = 100) -> list[Memory]:
-        return self.items[:limit]
+        found = [
+            m
+            for m in reversed(self.items)  # newest first
+            if (character is None or m.character == character) and (player is None or m.player in (player, None))
+        ]
+        return found[: max(0, limit)]
 
     async def forget(self, player: str, character: str | None = None) -> int:
-        return 0
+        gone = [m for m in self.items if m.player == player and (character is None or m.character == character)]
+        self.items = [m for m in self.items if m not in gone]
+        return len(gone)
+
+    async def flush(self) -> None:
+        self.flushes += 1
 
     async def close(self) -> None:
         pass
@@ -130,7 +156,7 @@ class FakeTransport:
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.sent if m["type"] == kind]
 
-    async def until(self, predicate: Any) -> dict[str, Any]:
+    async def until(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
         """The first sent message matching ``predicate`` (waits for it; no wall clock)."""
         while True:
             for m in self.sent:
@@ -159,12 +185,12 @@ def make_conversation(
     reply: str | BaseChatModel,
     *,
     greet: bool = False,
-    voice: Any = None,
-    memory: Any = None,
-    observer: Any = None,
-    reflect: Any = None,
+    voice: TTS | None = None,
+    memory: FakeMemory | None = None,
+    observer: Observer | None = None,
+    reflect: Callable[[str, str, str], None] | None = None,
     options: ConversationOptions | None = None,
-) -> tuple[Conversation, FakeTransport, ScriptedListener, Any, DialogueManager]:
+) -> tuple[Conversation, FakeTransport, ScriptedListener, FakeMemory, DialogueManager]:
     """A conversation with Brom; ``reply`` is what the model says (every time), or a chat model."""
     model = GenericFakeChatModel(messages=iter([AIMessage(content=reply)] * 20)) if isinstance(reply, str) else reply
     manager = DialogueManager(Backend("fake", model), CHARACTER)
@@ -203,14 +229,18 @@ class BrokenModel(BaseChatModel):
         return "broken"
 
     def _generate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kw: Any,
     ) -> ChatResult:
         raise NotImplementedError
 
     def _stream(
         self,
         messages: list[BaseMessage],
-        stop: Any = None,
+        stop: list[str] | None = None,
         run_manager: CallbackManagerForLLMRun | None = None,
         **kw: Any,
     ) -> Iterator[ChatGenerationChunk]:
@@ -219,7 +249,7 @@ class BrokenModel(BaseChatModel):
     async def _astream(
         self,
         messages: list[BaseMessage],
-        stop: Any = None,
+        stop: list[str] | None = None,
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kw: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
@@ -235,9 +265,9 @@ class GatedModel(BaseChatModel):
     """Says ``reply`` once ``gate`` is set (a model still thinking until the test lets it answer)."""
 
     reply: str
-    gate: Any = None  # asyncio.Event
+    gate: asyncio.Event
     calls: list[str] = []
-    called: Any = None  # asyncio.Event, set at every call
+    called: asyncio.Event  # set at every call
 
     async def wait_calls(self, n: int) -> None:
         """Until the model has been asked ``n`` times."""
@@ -250,7 +280,11 @@ class GatedModel(BaseChatModel):
         return "gated"
 
     def _generate(
-        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kw: Any
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kw: Any,
     ) -> ChatResult:
         raise NotImplementedError
 
@@ -284,3 +318,11 @@ class RecordingObserver:
 
     def error(self, kind: str) -> None:
         self.errors.append(kind)
+
+
+if TYPE_CHECKING:  # checked by mypy: each fake implements the whole protocol it stands in for
+    _voice: type[TTS] = FakeVoice
+    _memory: type[MemoryStore] = FakeMemory
+    _listener: type[ListenStage] = ScriptedListener
+    _transport: type[Transport] = FakeTransport
+    _observer: type[Observer] = RecordingObserver

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from chromadb.api.shared_system_client import SharedSystemClient
 
-from memory import ChromaMemoryStore, HashingEmbedder, MemoryClosedError, MemoryInputError
+from memory import ChromaMemoryStore, HashingEmbedder, MemoryClosedError, MemoryInputError, MemoryRecallError
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +139,7 @@ async def test_writes_queued_at_close_are_persisted(tmp_path: Path, open_store: 
     await reopened.close()
 
 
-async def test_recall_over_budget_returns_nothing_instead_of_waiting(tmp_path: Path, open_store: OpenStore) -> None:
+async def test_recall_over_budget_says_so_instead_of_waiting(tmp_path: Path, open_store: OpenStore) -> None:
     embedder = GatedEmbedder()
     embedder.gate.set()
     store = open_store(tmp_path / "chroma", embedder=embedder)
@@ -147,7 +147,9 @@ async def test_recall_over_budget_returns_nothing_instead_of_waiting(tmp_path: P
     await store.flush()
     embedder.gate.clear()  # the embedder is now stuck
     try:
-        assert await store.recall("smith", "alice", "sword", k=3, budget_s=0.05) == []
+        with pytest.raises(MemoryRecallError) as info:  # degraded, not "alice has no memories"
+            await store.recall("smith", "alice", "sword", k=3, budget_s=0.05)
+        assert info.value.reason == "timeout"
     finally:
         embedder.gate.set()
     got = await store.recall("smith", "alice", "sword", k=3, budget_s=30)

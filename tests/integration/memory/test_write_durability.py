@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from memory import (
     HashingEmbedder,
     Memory,
     MemoryBackendError,
+    MemoryRecallError,
     RetryPolicy,
 )
 from memory.chroma_client import open_http, open_persistent
@@ -82,16 +82,16 @@ async def test_writes_wait_for_a_stopped_server_and_land_when_it_is_back(
 
         chroma_process.stop()
         budget_s = 0.3
-        started = time.monotonic()
-        assert await store.recall("smith", "alice", "sword", k=3, budget_s=budget_s) == []
-        assert time.monotonic() - started < budget_s + 1.0  # a down backend answers fast, it never blocks a reply
+        with pytest.raises(MemoryRecallError):  # a down backend is reported, within the budget of a reply
+            await store.recall("smith", "alice", "sword", k=3, budget_s=budget_s)
 
         texts = [f"{p} asked about the {thing}" for p in ("alice", "bob") for thing in ("axe", "shield", "helmet")]
         ids = [await store.remember("smith", t.split()[0], t) for t in texts]
         ids.append(await store.remember("smith", None, "the forge is cold today", kind="world"))
         assert await asyncio.to_thread(write_failed.wait, 30)
         assert store.failed_writes > 0 and store.pending_writes > 0  # queued, not dropped
-        assert await store.recall("smith", "bob", "axe", k=3, budget_s=budget_s) == []
+        with pytest.raises(MemoryRecallError):
+            await store.recall("smith", "bob", "axe", k=3, budget_s=budget_s)
 
         chroma_process.start()  # same port, same folder
         await asyncio.wait_for(store.flush(), 60)

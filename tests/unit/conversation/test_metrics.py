@@ -60,9 +60,10 @@ def test_a_missing_mark_ends_the_chain_and_units_convert() -> None:
 def test_prometheus_export_has_every_stage_and_outcome() -> None:
     m = Metrics()
     m.turn_finished(SEQUENTIAL, "done")
-    m.error("memory_recall")
+    m.error("memory_recall_timeout")
     text = m.render().decode()
     for stage in ("endpoint_wait", "asr", "llm_first_token", "voice_to_voice"):
         assert f'llmasos_turn_stage_seconds_count{{stage="{stage}"}} 1.0' in text
     assert 'llmasos_turns_total{outcome="done"} 1.0' in text
-    assert 'llmasos_errors_total{kind="memory_recall"} 1.0' in text
+    assert 'llmasos_errors_total{kind="memory_recall_timeout"} 1.0' in text
+    assert 'llmasos_errors_total{kind="memory_recall_error"} 0.0' in text  # degraded recall: both kinds exported

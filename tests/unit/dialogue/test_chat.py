@@ -3,50 +3,16 @@
 from __future__ import annotations
 
 import io
-import itertools
-from collections.abc import Iterator
 
 import pytest
+from fakes import FakeMemory
 
 from dialogue import Backend, BackendError, Character, DialogueManager, ReplyAction, ReplySentence
 from dialogue.testing import ScriptedChatModel
 from llmasos.chat import ChatOptions, ChatSession, run_text_chat
-from memory import Memory, MemoryKind, Recalled
+from memory import MemoryRecallError, Recalled
 
 pytestmark = pytest.mark.unit
-
-
-class FakeMemory:
-    """The MemoryStore protocol in a list; recall returns every memory of (character, player)."""
-
-    def __init__(self) -> None:
-        self.memories: list[Memory] = []
-        self.recalls: list[tuple[str, str, str, int]] = []
-        self._ids: Iterator[int] = itertools.count()
-
-    async def remember(
-        self, character: str, player: str | None, text: str, *, kind: MemoryKind = "heard", importance: float = 0.5
-    ) -> str:
-        memory = Memory(str(next(self._ids)), character, player, text, kind, importance, 0.0)
-        self.memories.append(memory)
-        return memory.id
-
-    async def recall(self, character: str, player: str, query: str, *, k: int, budget_s: float) -> list[Recalled]:
-        self.recalls.append((character, player, query, k))
-        mine = [m for m in self.memories if m.character == character and m.player in (player, None)]
-        return [Recalled(m, 1.0, 1.0) for m in mine[:k]]
-
-    async def list(self, character: str | None, player: str | None, *, limit: int = 100) -> list[Memory]:
-        return self.memories[:limit]
-
-    async def forget(self, player: str, character: str | None = None) -> int:
-        return 0
-
-    async def flush(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
 
 
 Script = list[str]
@@ -72,7 +38,7 @@ async def test_recalled_memories_go_into_the_prompt_and_heard_text_is_remembered
     assert "Alice's dog is called Rex." in prompt and "Bob" not in prompt
     assert [m.text for m in talk.last_prompt] == [m.text for m in model.calls[0]]
     await talk.heard(len("Rex is a fine name."))
-    texts = [(m.player, m.text) for m in memory.memories[2:]]
+    texts = [(m.player, m.text) for m in memory.items[2:]]
     assert texts == [("alice", "The player said: What is my dog called?"), ("alice", "Tess said: Rex is a fine name.")]
 
 
@@ -82,7 +48,7 @@ async def test_an_unreported_reply_counts_as_heard_in_full(character: Character)
     [e async for e in talk.turn("a")]
     [e async for e in talk.turn("b")]
     await talk.heard()
-    assert [m.text for m in memory.memories] == [
+    assert [m.text for m in memory.items] == [
         "The player said: a",
         "Tess said: One.",
         "The player said: b",
@@ -103,7 +69,7 @@ async def test_text_loop_prints_one_line_per_reply(character: Character) -> None
     assert out.getvalue().splitlines() == ["Tess: Hello friend. [wave target=player] Bye now. ", "Tess: Sure. "]
     assert prompts.getvalue().count("--- end of prompt") == 2
     assert "The player said: hi" in prompts.getvalue().split("--- end of prompt")[1]
-    assert len(memory.memories) == 4
+    assert len(memory.items) == 4
 
 
 async def test_a_failed_reply_does_not_end_the_conversation(character: Character) -> None:
@@ -132,3 +98,20 @@ async def test_no_recall_when_top_k_is_zero(character: Character) -> None:
     talk = ChatSession(manager, memory, "p", ChatOptions(top_k=0))
     events = [e async for e in talk.turn("hi")]
     assert memory.recalls == [] and events[0] == ReplySentence("Ok.", 0)
+
+
+class DegradedMemory(FakeMemory):
+    """Recall cannot answer, as the real store reports it: MemoryRecallError."""
+
+    async def recall(self, character: str, player: str, query: str, *, k: int, budget_s: float) -> list[Recalled]:
+        raise MemoryRecallError("memory recall took longer than 0.1 s", reason="timeout")
+
+
+async def test_a_degraded_recall_leaves_the_memories_out_and_the_reply_goes_on(character: Character) -> None:
+    memory = DegradedMemory()
+    await memory.remember("tester", "alice", "Alice's dog is called Rex.")
+    talk, model = conversation(character, memory, "alice", ["I forget."])
+    await talk.warm_up()
+    events = [e async for e in talk.turn("What is my dog called?")]
+    assert events[0] == ReplySentence("I forget.", 0)
+    assert "Rex" not in "\n".join(m.text for m in model.calls[0])

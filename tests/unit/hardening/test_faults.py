@@ -4,12 +4,12 @@ was said and heard is kept (the client vanishing mid-reply: tests/unit/conversat
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from fakes import BrokenModel, FakeMemory, FakeVoice, make_conversation, play_until_final, start
+from fakes import BrokenModel, FakeMemory, FakeVoice, RecordingObserver, make_conversation, play_until_final, start
 
 from llmasos.conversation import ConversationOptions
+from memory import MemoryRecallError, Recalled, RecallFailure
 from rtc.protocol import TextMessage
 from voice.errors import SynthesisError
 from voice.types import TTSChunk
@@ -67,29 +67,27 @@ async def test_tts_failure_shows_the_words_and_the_session_goes_on() -> None:
     assert [m.text for m in memory.items] == ["The player said: Question?"]  # said, not heard
 
 
-class UnreachableMemory(FakeMemory):
-    """A Chroma server that is down: recall fails."""
+class DegradedMemory(FakeMemory):
+    """A store whose recall cannot answer, as the real one reports it (tests/integration/memory shows the real
+    store against a stopped Chroma server): MemoryRecallError with its reason."""
 
-    async def recall(self, *args: Any, **kwargs: Any) -> Any:
-        raise ConnectionError("chroma server unreachable")
+    def __init__(self, reason: RecallFailure) -> None:
+        super().__init__()
+        self.reason: RecallFailure = reason
+
+    async def recall(self, character: str, player: str, query: str, *, k: int, budget_s: float) -> list[Recalled]:
+        raise MemoryRecallError("chroma server unreachable", reason=self.reason)
 
 
-async def test_memory_unreachable_the_conversation_goes_on_without_recall() -> None:
-    errors: list[str] = []
-
-    class Observer:
-        def turn_finished(self, marks: dict[str, float], outcome: str) -> None:
-            pass
-
-        def error(self, kind: str) -> None:
-            errors.append(kind)
-
-    memory = UnreachableMemory()
-    conv, t, _, _, _ = make_conversation("Still here.", memory=memory, observer=Observer())
+@pytest.mark.parametrize("reason", ["timeout", "error"])
+async def test_memory_unreachable_the_conversation_goes_on_without_recall(reason: RecallFailure) -> None:
+    observer = RecordingObserver()
+    memory = DegradedMemory(reason)
+    conv, t, _, _, _ = make_conversation("Still here.", memory=memory, observer=observer)
     task = await start(conv)
     t.inbox.put_nowait(TextMessage(type="text", text="Remember me?"))
     assert (await play_until_final(t))["text"] == "Still here."
     t.closed.set()
     await task
-    assert errors == ["memory_recall"]
+    assert observer.errors == [f"memory_recall_{reason}"]
     assert [m.text for m in memory.items] == ["The player said: Remember me?", "Brom said: Still here."]

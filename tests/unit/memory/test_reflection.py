@@ -29,6 +29,9 @@ class FakeStore:
     async def recall(self, character: str, player: str, query: str, *, k: int, budget_s: float) -> list[Recalled]:
         return []
 
+    async def warm(self, character: str, player: str) -> None:
+        return None
+
     async def list(self, character: str | None, player: str | None, *, limit: int = 100) -> list[Memory]:
         return []
 

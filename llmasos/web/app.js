@@ -1,19 +1,23 @@
 // LLMasOS browser client: one WebRTC peer (mic up, character's voice down) and the `events` data channel.
 // No build step. Query parameters: ?aec=0 turns off echo cancellation, noise suppression and gain control
 // (automated tests with a fake microphone), ?character=ID&player=ID preselect, ?autoconnect=1 connects at once,
-// ?token=... is the session token a server bound to a public address asks for (`llmasos token`).
+// ?token=... is the session token a server bound to a public address asks for (`llmasos token`), ?mic=inject
+// (automated tests) sends the microphone through Web Audio so that window.llmasos.say(wav) can speak into it.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const useAec = params.get("aec") !== "0";
+const injectMic = params.get("mic") === "inject";
 
-// What the page saw, for people (the DOM) and for automated tests (window.llmasos).
+// What the page saw, for people (the DOM) and for automated tests (window.llmasos). `states` holds the state
+// messages ({state, turn}); `levels` the loudest remote audio (RMS) heard while each turn spoke, by turn.
 const seen = { states: [], transcripts: [], replies: {}, actions: [], errors: [], metrics: [], maxRemoteLevel: 0,
-               session: null, connected: false };
+               levels: {}, session: null, connected: false };
 window.llmasos = seen;
 
-let pc = null, channel = null, mic = null, levelTimer = null, audioCtx = null;
+let pc = null, channel = null, mic = null, levelTimer = null, audioCtx = null, micCtx = null;
+let speakingTurn = null; // the turn whose voice the remote audio is
 let characterName = "Character";
 const replyEls = {};
 
@@ -82,6 +86,7 @@ function watchRemoteLevel(stream) {
     for (const v of buf) sum += v * v;
     const rms = Math.sqrt(sum / buf.length);
     if (rms > seen.maxRemoteLevel) seen.maxRemoteLevel = rms;
+    if (speakingTurn !== null && rms > (seen.levels[speakingTurn] ?? 0)) seen.levels[speakingTurn] = rms;
   }, 50);
 }
 
@@ -91,7 +96,8 @@ function onEvent(msg) {
       seen.session = msg.session;
       break;
     case "state":
-      seen.states.push(msg.state);
+      seen.states.push({ state: msg.state, turn: msg.turn ?? null });
+      if (msg.state === "speaking") speakingTurn = msg.turn;
       setState(msg.state);
       break;
     case "transcript":
@@ -151,7 +157,8 @@ async function connect() {
     });
     const config = await (await fetch("/rtc/config")).json();
     pc = new RTCPeerConnection({ iceServers: config.iceServers || [] });
-    for (const track of mic.getAudioTracks()) pc.addTrack(track, mic);
+    const sent = injectMic ? mixedMic(mic) : mic;
+    for (const track of sent.getAudioTracks()) pc.addTrack(track, sent);
     channel = pc.createDataChannel("events");
     channel.onmessage = (e) => onEvent(JSON.parse(e.data));
     channel.onopen = () => { $("text").disabled = false; $("send").disabled = false; };
@@ -184,12 +191,35 @@ async function connect() {
   }
 }
 
+// ?mic=inject: the microphone goes through Web Audio, and window.llmasos.say(base64 WAV) mixes speech into what
+// is sent; it resolves once all of it has been sent. A test speaks when the page shows it should, not at a
+// time fixed in an audio file.
+function mixedMic(stream) {
+  micCtx = new AudioContext({ sampleRate: 48000 });
+  const out = micCtx.createMediaStreamDestination();
+  micCtx.createMediaStreamSource(stream).connect(out);
+  seen.say = async (wavBase64) => {
+    const bytes = Uint8Array.from(atob(wavBase64), (c) => c.charCodeAt(0));
+    await micCtx.resume();
+    const node = micCtx.createBufferSource();
+    node.buffer = await micCtx.decodeAudioData(bytes.buffer);
+    node.connect(out);
+    const ended = new Promise((resolve) => { node.onended = resolve; });
+    node.start();
+    await ended;
+  };
+  return out.stream;
+}
+
 function hangup() {
   if (levelTimer) clearInterval(levelTimer);
   if (audioCtx) audioCtx.close();
+  if (micCtx) micCtx.close();
   if (pc) pc.close();
   if (mic) mic.getTracks().forEach((t) => t.stop());
-  pc = channel = mic = audioCtx = null;
+  pc = channel = mic = audioCtx = micCtx = null;
+  delete seen.say;
+  speakingTurn = null;
   levelTimer = null;
   $("connect").disabled = false;
   $("hangup").disabled = true;

@@ -1,7 +1,9 @@
-"""The browser client in a real headless Chromium with a fake microphone playing a WAV file."""
+"""The browser client in a real headless Chromium: the fake microphone plays silence (the file loops), and the
+test speaks into what the page sends (?mic=inject, window.llmasos.say) once the page shows the greeting ended."""
 
 from __future__ import annotations
 
+import base64
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -32,42 +34,56 @@ FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def mic_wav(tmp_path_factory: pytest.TempPathFactory, speak: Callable[[str], np.ndarray]) -> Path:
-    """7 s of silence (the greeting plays), the question, then silence (Chromium loops the file)."""
-    silence = np.zeros(48_000 * 7, dtype=np.int16)
-    pcm = np.concatenate([silence, speak(QUESTION), silence, silence, silence])
-    path = tmp_path_factory.mktemp("mic") / "question.wav"
-    write_wav(path, pcm, 48_000)
+def silent_mic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the fake microphone device captures: silence (without a file Chromium's fake device beeps)."""
+    path = tmp_path_factory.mktemp("mic") / "silence.wav"
+    write_wav(path, np.zeros(48_000, dtype=np.int16), 48_000)
     return path
 
 
+@pytest.fixture(scope="module")
+def question_wav(tmp_path_factory: pytest.TempPathFactory, speak: Callable[[str], np.ndarray]) -> str:
+    """The question, spoken with the packaged voice, as a base64 WAV for window.llmasos.say."""
+    path = tmp_path_factory.mktemp("speech") / "question.wav"
+    write_wav(path, speak(QUESTION), 48_000)
+    return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _state_seen(state: str, turn: int) -> str:
+    return f"window.llmasos.states.some(s => s.state === {state!r} && s.turn === {turn})"
+
+
 def test_browser_shows_the_transcript_and_plays_the_reply(
-    server: object, mic_wav: Path, tmp_path: Path, request: pytest.FixtureRequest
+    server: object, silent_mic: Path, question_wav: str, tmp_path: Path
 ) -> None:
     assert Path(CHROMIUM).exists(), "Debian's chromium is needed: `make test` installs it"
     from playwright.sync_api import sync_playwright
 
-    url = f"{server.url}/?aec=0&character=blacksmith&player=browser&autoconnect=1"  # type: ignore[attr-defined]
+    url = f"{server.url}/?aec=0&mic=inject&character=blacksmith&player=browser&autoconnect=1"  # type: ignore[attr-defined]
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=[*FLAGS, f"--use-file-for-fake-audio-capture={mic_wav}"]
+            executable_path=CHROMIUM, args=[*FLAGS, f"--use-file-for-fake-audio-capture={silent_mic}"]
         )
         try:
             page = browser.new_page()
             page.goto(url)
             page.wait_for_function("window.llmasos && window.llmasos.session !== null", timeout=60_000)
-            page.wait_for_function("window.llmasos.transcripts.length > 0", timeout=120_000)
-            shown = page.locator(".msg.user").first.inner_text()
-            assert wer(QUESTION, shown) <= 0.3, shown
-            # a reply to the question (turn 2 or later: turn 1 is the greeting) is shown and heard
-            page.wait_for_function(
-                "Object.keys(window.llmasos.replies).some(t => Number(t) >= 2) && window.llmasos.maxRemoteLevel > 0.01",
-                timeout=120_000,
-            )
-            assert page.locator(".msg.character").count() >= 2
-            assert page.locator("#state").inner_text() in {"listening", "thinking", "speaking"}
-            assert not page.evaluate("window.llmasos.errors")
-            page.wait_for_function("window.llmasos.metrics.length >= 2", timeout=120_000)
+            # turn 1 is the greeting: the question is spoken once the page has been told it is over
+            page.wait_for_function(_state_seen("listening", 1), timeout=120_000)
+            assert page.evaluate("window.llmasos.levels[1]") > 0.01  # the greeting was heard
+            assert page.evaluate("window.llmasos.transcripts") == []  # the microphone was silent until now
+            page.evaluate("wav => window.llmasos.say(wav)", question_wav)  # returns once it has all been sent
+
+            page.wait_for_function(_state_seen("listening", 2), timeout=120_000)  # the answer is over
+            transcripts = page.evaluate("window.llmasos.transcripts")
+            assert len(transcripts) == 1 and wer(QUESTION, transcripts[0]) <= 0.3, transcripts
+            assert page.locator(".msg.user").all_inner_texts() == transcripts
+            reply = page.evaluate("window.llmasos.replies[2]")
+            assert reply and page.locator(".msg.character").nth(1).inner_text() == reply
+            assert page.evaluate("window.llmasos.levels[2]") > 0.01, "the reply was shown but not heard"
+            assert page.locator("#state").inner_text() == "listening"
+            assert [m["turn"] for m in page.evaluate("window.llmasos.metrics")] == [1, 2]
+            assert page.evaluate("window.llmasos.errors") == []
             page.screenshot(path=str(tmp_path / "client.png"), full_page=True)
         finally:
             browser.close()

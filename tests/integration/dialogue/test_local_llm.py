@@ -34,13 +34,12 @@ def backend(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Back
     llm = settings.llm.model_copy(update={"backend": request.param})
     backend = build_backend(settings.model_copy(update={"llm": llm}))
     yield backend
-    close = getattr(backend.model, "close", None)
-    if close is not None:
-        close()
+    if backend.engine is not None:
+        backend.engine.close()
 
 
-async def test_the_packaged_model_streams_tokens(backend: Backend) -> None:
-    assert backend.name in ("llamacpp", "transformers") and backend.options["model"].endswith(".gguf")
+async def test_the_packaged_model_streams_tokens(backend: Backend, request: pytest.FixtureRequest) -> None:
+    assert backend.name == request.node.callspec.params["backend"] and backend.options["model"].endswith(".gguf")
     chunks = [
         c async for c in backend.model.astream([SystemMessage("You are a friendly blacksmith."), HumanMessage("Hi!")])
     ]
@@ -141,4 +140,5 @@ def test_the_packaged_weights_are_re_encoded_once_for_llama_cpp(backend: Backend
     try:
         assert again.options["model"] == made.name and made.stat().st_mtime_ns == stamp  # reused, not made again
     finally:
-        again.model.close()  # type: ignore[attr-defined]
+        assert again.engine is not None
+        again.engine.close()

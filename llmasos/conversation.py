@@ -20,8 +20,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -52,7 +52,7 @@ from rtc.ratelimit import TokenBucket
 from voice.audio import check_format
 from voice.endpoint import EndpointOptions
 from voice.errors import AudioFormatError, VoiceError
-from voice.listener import ListenEvent
+from voice.listener import DecodeFailed, ListenEvent
 from voice.types import TTS, AudioFrame, SpeechPaused, SpeechResumed, SpeechStarted, Transcript, Utterance
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,15 @@ class ConversationOptions:
     llm_timeout_s: float = 20.0  # the longest wait for the model's next piece of a reply
     preemptive: bool = True  # start the reply from a tentative transcript, held until the turn really ends
     apology: str = "Sorry, I lost my train of thought. Could you say that again?"
+
+
+@dataclass
+class _Listening:
+    """One listener's bookkeeping; its audio times count from ``opened_at_s`` of the microphone stream."""
+
+    opened_at_s: float
+    paused_at_s: float = 0.0  # the listener's audio time of the last pause in speech
+    timelines: dict[int, Timeline] = field(default_factory=dict)  # per utterance, until its final transcript
 
 
 @dataclass
@@ -194,57 +203,103 @@ class Conversation:
     # ---- input ---------------------------------------------------------------------------------------------------
 
     async def _listen(self) -> None:
-        listener = self._s.open_listener()
-        timelines: dict[int, Timeline] = {}
-        paused_at_s = 0.0  # audio time of the last pause in speech
-        async for event in listener.run(self._frames()):
-            now = time.monotonic()
-            if isinstance(event, SpeechStarted):
-                self._on_speech_started()
-            elif isinstance(event, SpeechPaused):
-                paused_at_s = event.at_s
-            elif isinstance(event, SpeechResumed):
-                self._drop_held()  # it was only a pause
-            elif isinstance(event, Utterance):
-                held = self._held
-                timeline = held.turn.timeline if held is not None and held.utterance == event.index else Timeline()
-                # the utterance keeps pre_roll_ms of trailing silence after the speech
-                speech_end_s = event.end_s - self._opts.endpoint.pre_roll_ms / 1000
-                timeline.mark("speech_end", self._clock_at(speech_end_s, now))
-                timeline.mark("endpoint", now)
-                timelines[event.index] = timeline
-            elif isinstance(event, Transcript):
-                text = event.text.strip()
-                if event.tentative:
-                    if text:
-                        self._preempt(event.utterance, text, self._clock_at(paused_at_s, now))
-                    continue
-                if not event.final:
-                    if text:
-                        self._t.send(TranscriptMessage(text=text, final=False))
-                    continue
-                timeline = timelines.pop(event.utterance, Timeline())
-                timeline.mark("asr_final", now)
-                held = self._held
-                if held is not None and held.utterance == event.utterance and held.text == text:
-                    self._held = None
-                    self._t.send(TranscriptMessage(text=text, final=True, turn=held.turn.number))
-                    self.transcripts.append(text)
-                    held.turn.release()  # the reply is ready (or nearly): it speaks now
-                    continue
-                self._drop_held()  # other words (or none): the reply to the guess is not this one
-                if not text:
-                    continue
-                self._t.send(TranscriptMessage(text=text, final=True, turn=self._turns + 1))
+        """Listen until the microphone ends. Each event is one step: a step that raises is reported
+        (`listen_failed`) and listening goes on. A listener that breaks is reopened on the frames that follow;
+        one that broke before reading any audio would only break again, so listening stops there (typed text
+        is still answered) until the session ends."""
+        reported = False  # a broken listener is reported once until a reopened one works again
+        while True:
+            state = _Listening(self._audio_s)
+            frames = self._frames()
+            try:
+                async for event in self._s.open_listener().run(frames):
+                    reported = False
+                    try:
+                        self._on_listen_event(event, state)
+                    except Exception as exc:
+                        log.exception("listen step failed", extra={"event": type(event).__name__})
+                        self._error("listen_failed", f"could not handle what was heard: {exc}")
+                return  # the microphone ended
+            except Exception as exc:
+                self._s.observer.error("listen_failed")
+                if not reported:
+                    reported = True
+                    log.exception("listener failed; reopening it", extra={"audio_s": round(self._audio_s, 2)})
+                    self._t.send(ErrorMessage(code="listen_failed", message=f"listening failed: {exc}"))
+            finally:
+                with contextlib.suppress(RuntimeError):  # still running in a listener's task: it goes with it
+                    await frames.aclose()
+            self._drop_held()  # its utterance belonged to the broken listener
+            if self._audio_s == state.opened_at_s:
+                log.error("listening stopped: the listener fails before reading any audio")
+                await self._t.closed.wait()
+                return
+
+    def _on_listen_event(self, event: ListenEvent, state: _Listening) -> None:
+        now = time.monotonic()
+        if isinstance(event, SpeechStarted):
+            self._on_speech_started()
+        elif isinstance(event, SpeechPaused):
+            state.paused_at_s = event.at_s
+        elif isinstance(event, SpeechResumed):
+            self._drop_held()  # it was only a pause
+        elif isinstance(event, Utterance):
+            held = self._held
+            timeline = held.turn.timeline if held is not None and held.utterance == event.index else Timeline()
+            # the utterance keeps pre_roll_ms of trailing silence after the speech
+            speech_end_s = event.end_s - self._opts.endpoint.pre_roll_ms / 1000
+            timeline.mark("speech_end", self._clock_at(state.opened_at_s + speech_end_s, now))
+            timeline.mark("endpoint", now)
+            state.timelines[event.index] = timeline
+        elif isinstance(event, DecodeFailed):
+            self._on_decode_failed(event, state)
+        elif isinstance(event, Transcript):
+            text = event.text.strip()
+            if event.tentative:
+                if text:
+                    self._preempt(event.utterance, text, self._clock_at(state.opened_at_s + state.paused_at_s, now))
+                return
+            if not event.final:
+                if text:
+                    self._t.send(TranscriptMessage(text=text, final=False))
+                return
+            timeline = state.timelines.pop(event.utterance, Timeline())
+            timeline.mark("asr_final", now)
+            held = self._held
+            if held is not None and held.utterance == event.utterance and held.text == text:
+                self._held = None
+                self._t.send(TranscriptMessage(text=text, final=True, turn=held.turn.number))
                 self.transcripts.append(text)
-                self._on_user_text(text, timeline)
+                held.turn.release()  # the reply is ready (or nearly): it speaks now
+                return
+            self._drop_held()  # other words (or none): the reply to the guess is not this one
+            if not text:
+                return
+            self._t.send(TranscriptMessage(text=text, final=True, turn=self._turns + 1))
+            self.transcripts.append(text)
+            self._on_user_text(text, timeline)
+
+    def _on_decode_failed(self, event: DecodeFailed, state: _Listening) -> None:
+        """The ASR failed on an utterance: say so; a failed final means that utterance goes unanswered."""
+        log.warning(
+            "speech recognition failed",
+            extra={"utterance": event.utterance, "final": event.final, "reason": repr(event.error)},
+        )
+        if not event.final:
+            self._error("asr_failed", "live transcription failed; the final transcript is still to come")
+            return
+        state.timelines.pop(event.utterance, None)
+        held = self._held
+        if held is not None and held.utterance == event.utterance:
+            self._drop_held()
+        self._error("asr_failed", f"what you said could not be transcribed ({event.error}); please say it again")
 
     def _clock_at(self, audio_s: float, now: float) -> float:
         """The monotonic time of ``audio_s`` in the microphone stream: audio arrives in real time, so it was
         (audio read so far - audio_s) ago."""
         return now - max(0.0, self._audio_s - audio_s)
 
-    async def _frames(self) -> AsyncIterator[AudioFrame]:
+    async def _frames(self) -> AsyncGenerator[AudioFrame, None]:
         """The transport's frames as voice frames; a malformed frame is reported once and skipped."""
         reported = False
         async for frame in self._t.audio_frames():
@@ -268,16 +323,23 @@ class Conversation:
 
     async def _handle_messages(self) -> None:
         async for item in self._t.messages():
-            if isinstance(item, ProtocolError):
-                self._error(item.code, item.message)
-            elif isinstance(item, TextMessage):
-                timeline = Timeline()
-                timeline.mark("speech_end")
-                self._on_user_text(item.text.strip(), timeline, typed=True)
-            elif isinstance(item, InterruptMessage):
-                self._interrupt()
-            elif isinstance(item, PingMessage):
-                self._t.send(PongMessage(id=item.id))
+            try:
+                self._on_message(item)
+            except Exception as exc:  # one message's failure is that message's: the session goes on
+                log.exception("message step failed", extra={"message": type(item).__name__})
+                self._error("message_failed", f"could not handle that message: {exc}")
+
+    def _on_message(self, item: ClientMessage | ProtocolError) -> None:
+        if isinstance(item, ProtocolError):
+            self._error(item.code, item.message)
+        elif isinstance(item, TextMessage):
+            timeline = Timeline()
+            timeline.mark("speech_end")
+            self._on_user_text(item.text.strip(), timeline, typed=True)
+        elif isinstance(item, InterruptMessage):
+            self._interrupt()
+        elif isinstance(item, PingMessage):
+            self._t.send(PongMessage(id=item.id))
 
     # ---- turns ---------------------------------------------------------------------------------------------------
 
@@ -381,8 +443,7 @@ class Conversation:
         try:
             if previous is not None and not previous.done():
                 previous.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await previous
+                await asyncio.wait([previous])  # its end, whatever it was; a cancel of this turn still propagates
             exchanges = self._manager.exchanges
             turn.send(StateMessage(state="thinking", turn=turn.number))
             await turn.run()
@@ -400,7 +461,21 @@ class Conversation:
             log.exception("turn failed", extra={"turn": turn.number})
             self._error("reply_failed", f"the character could not answer: {exc}", turn)
         finally:
-            self._finish(turn, user_text, outcome, asked=0 <= exchanges < self._manager.exchanges)
+            try:
+                self._finish(turn, user_text, outcome, asked=0 <= exchanges < self._manager.exchanges)
+            except Exception as exc:  # the turn ends anyway: the next one must not inherit it
+                log.exception("turn cleanup failed", extra={"turn": turn.number})
+                self._error("reply_failed", f"the character could not finish its answer: {exc}", turn)
+                self._abandon(turn)
+
+    def _abandon(self, turn: Turn) -> None:
+        """``turn`` is over, however far its cleanup got: it is no longer current and the player is listened to."""
+        if self._held is not None and self._held.turn is turn:
+            self._held = None
+        if self._turn is turn:
+            self._turn, self._turn_user_text = None, ""
+            if turn.released:
+                self._t.send(StateMessage(state="listening", turn=turn.number))
 
     def _finish(self, turn: Turn, user_text: str | None, outcome: str, *, asked: bool) -> None:
         merged = turn.number in self._merged

@@ -94,6 +94,7 @@ class ServerState:
     engine: Engine | None = None
     loading_error: str | None = None
     sessions: dict[str, _Session] = field(default_factory=dict)
+    admitting: int = 0  # offers holding a session slot while their peer is answered
     progress: list[str] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once loading has ended, either way
     metrics: Metrics = field(default_factory=Metrics)
@@ -226,7 +227,7 @@ def create_app(
     @app.post(
         "/rtc/offer",
         response_model=OfferAnswer,
-        responses=_ERRORS,
+        responses={**_ERRORS, 500: {"model": ErrorResponse}},
     )
     async def offer(body: OfferRequest, request: Request) -> OfferAnswer | JSONResponse:
         origin = request.headers.get("origin")
@@ -244,14 +245,23 @@ def create_app(
         engine = state.engine
         if engine is None:
             return error(503, "loading", "the models are still loading; try again shortly", {"Retry-After": "5"})
-        if len(state.sessions) >= settings.limits.max_sessions:
+        taken = len(state.sessions) + state.admitting
+        if taken >= settings.limits.max_sessions:
             state.metrics.error("server_full")
             return error(
                 503,
                 "server_full",
-                f"{len(state.sessions)} sessions are open, the most this server takes",
+                f"{taken} sessions are open or opening, the most this server takes",
                 {"Retry-After": "10"},
             )
+        state.admitting += 1  # the slot is this offer's from here, across every await, until it is a session or fails
+        try:
+            return await admit(engine, body)
+        finally:
+            state.admitting -= 1
+
+    async def admit(engine: Engine, body: OfferRequest) -> OfferAnswer | JSONResponse:
+        """Answer the offer and start its session (a slot is reserved for it)."""
         character = engine.character(body.character)
         if character is None:
             known = ", ".join(engine.characters)
@@ -271,8 +281,14 @@ def create_app(
             return error(400, exc.code, exc.message)
         assert peer.answer is not None
         session_id = uuid.uuid4().hex
-        conversation = engine.conversation(peer, character, body.player, state.metrics)
-        peer.send(SessionMessage(session=session_id, character=character.id, player=body.player))
+        try:
+            conversation = engine.conversation(peer, character, body.player, state.metrics)
+            peer.send(SessionMessage(session=session_id, character=character.id, player=body.player))
+        except Exception:
+            log.exception("session could not start", extra={"character": character.id})
+            await peer.close()  # never a peer without its session
+            state.metrics.error("session_failed")
+            return error(500, "session_failed", "the session could not start; see the server log")
         task = asyncio.create_task(
             _run(state, session_id, peer, conversation, limits.max_session_s), name=f"session-{session_id}"
         )

@@ -17,6 +17,11 @@ adding up. Speech after the pause discards it (the endpointer says SpeechResumed
 
 Finals are decoded concurrently with the input and delivered in order. Time is audio time, so the behaviour
 does not depend on the wall clock.
+
+A decode that fails is an event, not the end of listening: ``DecodeFailed`` takes the place of the final
+transcript (in utterance order), or reports the first failed partial of an utterance (its other partials are
+skipped; its final is still decoded). Anything else that fails (the frames, the VAD) ends ``run`` with that
+exception.
 """
 
 from __future__ import annotations
@@ -41,7 +46,18 @@ from voice.types import (
     Utterance,
 )
 
-ListenEvent = EndpointEvent | Transcript
+
+@dataclass(frozen=True, eq=False)
+class DecodeFailed:
+    """The ASR raised on utterance ``utterance``: its final transcript (``final``; none will come), or a
+    partial (the final is still to come)."""
+
+    utterance: int
+    final: bool
+    error: Exception
+
+
+ListenEvent = EndpointEvent | Transcript | DecodeFailed
 
 
 @dataclass(frozen=True)
@@ -158,19 +174,23 @@ class Listener:
             return
         if state.speculation is not None and not state.speculation.done():
             return  # the worker is busy with the speculative final
+        index = self._endpointer.utterance_index
+        if state.partial_failed == index:
+            return  # one failed partial per utterance is reported; the rest of its partials are skipped
         audio = self._endpointer.current_audio()
         if len(audio) < opts.min_partial_s * ASR_RATE:
             return
         if len(audio) - state.partial_len < opts.partial_interval_s * ASR_RATE:
             return
         state.partial_len = len(audio)
-        state.partial = asyncio.create_task(self._partial(audio, self._endpointer.utterance_index, out))
+        state.partial = asyncio.create_task(self._partial(audio, index, state, out))
 
-    async def _partial(self, audio: Samples, index: int, out: _Out) -> None:
+    async def _partial(self, audio: Samples, index: int, state: _State, out: _Out) -> None:
         try:
             transcript = await self._asr.transcribe(audio, final=False)
         except Exception as exc:
-            out.put_nowait(exc)
+            state.partial_failed = index
+            out.put_nowait(DecodeFailed(index, final=False, error=exc))
             return
         if transcript.text:
             out.put_nowait(dataclasses.replace(transcript, utterance=index))
@@ -182,14 +202,14 @@ class Listener:
         previous: asyncio.Task[None] | None,
         out: _Out,
     ) -> None:
+        event: ListenEvent
         try:
-            transcript = await decode
+            event = dataclasses.replace(await decode, utterance=utterance.index)
         except Exception as exc:
-            out.put_nowait(exc)
-            return
+            event = DecodeFailed(utterance.index, final=True, error=exc)
         if previous is not None:
             await previous
-        out.put_nowait(dataclasses.replace(transcript, utterance=utterance.index))
+        out.put_nowait(event)
 
 
 class _State:
@@ -198,6 +218,7 @@ class _State:
     def __init__(self) -> None:
         self.partial: asyncio.Task[None] | None = None
         self.partial_len = 0
+        self.partial_failed = -1  # the utterance whose partial failed
         self.speculation: asyncio.Future[Transcript] | None = None
         self.speculation_index = -1
         self.speculated_pause = False

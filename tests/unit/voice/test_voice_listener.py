@@ -11,7 +11,7 @@ import pytest
 from voice.audio import float_to_s16, resample
 from voice.endpoint import Endpointer, EndpointOptions
 from voice.errors import AudioFormatError
-from voice.listener import Listener, ListenerOptions
+from voice.listener import DecodeFailed, Listener, ListenerOptions
 from voice.testing import EnergyVADStream, FakeASR, silence, speech_like
 from voice.types import AudioFrame, Samples, SpeechPaused, SpeechStarted, Transcript, Utterance
 
@@ -144,15 +144,41 @@ async def test_bad_frames_raise_a_voice_error() -> None:
             pass
 
 
-async def test_asr_failure_reaches_the_consumer() -> None:
-    class Broken(FakeASR):
-        async def transcribe(self, audio: Samples, *, final: bool = True) -> Transcript:
-            raise RuntimeError("decoder died")
+class FailsOnce(FakeASR):
+    """Raises on the first partial and on the first final decode; decodes everything else."""
 
-    with pytest.raises(RuntimeError, match="decoder died"):
-        await _collect(
-            _listener(Broken(), ListenerOptions(partials=False)), np.concatenate([speech_like(1.0), silence(1.0)])
-        )
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: set[bool] = set()
+
+    async def transcribe(self, audio: Samples, *, final: bool = True) -> Transcript:
+        result = await super().transcribe(audio, final=final)
+        if final not in self.failed:
+            self.failed.add(final)
+            raise RuntimeError("decoder died")
+        return result
+
+
+async def test_a_failed_final_is_an_event_in_order_and_listening_goes_on() -> None:
+    signal = np.concatenate([speech_like(1.0), silence(1.0), speech_like(1.0, seed=2), silence(1.0)])
+    events = await _collect(_listener(FailsOnce(), ListenerOptions(partials=False)), signal)
+    outcomes = [e for e in events if isinstance(e, DecodeFailed | Transcript) and not getattr(e, "tentative", False)]
+    assert [type(e) for e in outcomes] == [DecodeFailed, Transcript]
+    failed, final = outcomes
+    assert isinstance(failed, DecodeFailed) and failed.final and failed.utterance == 0
+    assert str(failed.error) == "decoder died"
+    assert isinstance(final, Transcript) and final.final and final.utterance == 1
+
+
+async def test_a_failed_partial_is_reported_once_and_the_final_still_comes() -> None:
+    asr = FailsOnce()
+    asr.failed.add(True)  # only the first partial fails
+    options = ListenerOptions(partial_interval_s=0.2, speculative=False)
+    events = await _collect(_listener(asr, options), np.concatenate([speech_like(3.0), silence(1.0)]))
+    (failed,) = [e for e in events if isinstance(e, DecodeFailed)]
+    assert not failed.final and failed.utterance == 0
+    assert [final for _, final in asr.calls] == [False, True]  # no partial after the failed one
+    assert [e.final for e in events if isinstance(e, Transcript)] == [True]
 
 
 async def test_speculative_final_starts_at_the_pause_and_is_kept() -> None:

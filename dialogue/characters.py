@@ -8,6 +8,7 @@ Our format (TOML shown; JSON has the same shape)::
     greeting = "Well met!"
     voice = "joe"
     knowledge = ["The forge is by the river."]
+    fallback = "Hm. Can't help you there."   # optional: said when the model has nothing to say
 
     [actions.wave]
     description = "Wave at someone."
@@ -17,8 +18,8 @@ Our format (TOML shown; JSON has the same shape)::
     args.emotion = { type = "enum", values = ["happy", "sad"] }
 
 A card maps name, description + personality (persona), scenario, first_mes (greeting) and mes_example
-(examples); ``{{char}}``/``{{user}}`` become the character's name and "the player". World actions of a card can
-be declared under ``data.extensions.llmasos.actions`` in our format.
+(examples); ``{{char}}``/``{{user}}`` become the character's name and "the player". World actions (and a
+fallback line) of a card can be declared under ``data.extensions.llmasos`` in our format.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class _CharacterModel(_Strict):
     examples: str = ""
     knowledge: list[str] = Field(default_factory=list)
     actions: dict[str, _ActionModel] = Field(default_factory=dict)
+    fallback: str = Field("", max_length=200)
 
 
 def load_character(path: Path) -> Character:
@@ -168,6 +170,7 @@ def _build(path: Path, data: Any, *, default_id: str, prefix: str = "") -> Chara
         knowledge=tuple(k.strip() for k in model.knowledge if k.strip()),
         actions=tuple(actions),
         source=path,
+        fallback=model.fallback.strip(),
     )
 
 

@@ -14,16 +14,26 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from langchain_core.messages import BaseMessage, BaseMessageChunk
 
 from dialogue.actions import ActionRejected, check_call, tool_definitions
 from dialogue.markup import ActionMarkupParser
-from dialogue.prompt import PromptInput, build_messages, context_text
+from dialogue.prompt import PLAYER_NAMES, PromptInput, build_messages, context_text, own_names, scaffolding
+from dialogue.scaffold import ScaffoldFilter
 from dialogue.splitter import SentenceSplitter, SplitterOptions
-from dialogue.types import Backend, Character, HistoryEntry, ReplyAction, ReplyDone, ReplyEvent
+from dialogue.types import (
+    Backend,
+    Character,
+    HistoryEntry,
+    Recovery,
+    ReplyAction,
+    ReplyDone,
+    ReplyEvent,
+    ReplySentence,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +41,21 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ManagerOptions:
     history_turns: int = 6  # at most this many player/character exchanges in the prompt (trimmed to half at once)
+    # said when the model has nothing to say twice, unless the character has a fallback line of its own
+    fallback: str = "Hmm. I'm not sure what to say to that."
     splitter: SplitterOptions = field(default_factory=SplitterOptions)
+
+
+@dataclass
+class _Reply:
+    """One reply as it streams, over the model calls it takes."""
+
+    on_first_token: Callable[[], None] | None
+    spoken: list[str] = field(default_factory=list)  # the spoken text (markup and scaffolding out)
+    said: bool = False  # a piece was given for speech
+    said_until: int = 0  # where the last piece given for speech ends in the spoken text
+    dropped: int = 0
+    echoes: int = 0
 
 
 @dataclass
@@ -48,6 +72,7 @@ class DialogueManager:
         self._options = options or ManagerOptions()
         self._history: list[HistoryEntry] = []
         self._exchanges = 0
+        self._last_done: ReplyDone | None = None
 
     @property
     def character(self) -> Character:
@@ -61,6 +86,11 @@ class DialogueManager:
     def exchanges(self) -> int:
         """How many replies have been recorded in the history so far (each ``reply()`` that ran records one)."""
         return self._exchanges
+
+    @property
+    def last_done(self) -> ReplyDone | None:
+        """How the last reply ended (None while one streams, or when it was cancelled or failed)."""
+        return self._last_done
 
     @property
     def last_reply(self) -> str:
@@ -97,51 +127,89 @@ class DialogueManager:
     ) -> AsyncGenerator[ReplyEvent, None]:
         """Stream one reply. Cancelling (barge-in) keeps the spoken part so far in the history.
 
+        The player always hears something: when the model's reply has nothing to say aloud (nothing at all, only
+        markup, or only its prompt read back), the model is asked once more with a nudge, and when that has
+        nothing either, the character's fallback line is said. ``ReplyDone.recovery`` tells which.
+
         ``on_first_token`` is called once, when the model's first text or tool-call piece arrives (for timing).
         """
+        self._last_done = None
         prompt = self._prompt(player_text, memories, world)
-        messages = build_messages(prompt)
-        context = context_text(prompt)
+        reply = _Reply(on_first_token)
+        recovery: Recovery = ""
+        try:
+            async for event in self._attempt(build_messages(prompt), reply):
+                yield event
+            if not reply.said and player_text.strip():
+                log.warning("the reply had nothing to say aloud: asking again", extra={"character": self._character.id})
+                reply.spoken.clear()
+                recovery = "retried"
+                async for event in self._attempt(build_messages(replace(prompt, nudge=True)), reply):
+                    yield event
+            if not reply.said and player_text.strip():
+                log.warning(
+                    "the reply had nothing to say aloud again: fallback line", extra={"character": self._character.id}
+                )
+                line = self._character.fallback or self._options.fallback
+                reply.spoken[:] = [line]
+                recovery = "fallback"
+                yield ReplySentence(text=line, start_char=0)
+            done = ReplyDone(
+                full_text="".join(reply.spoken), dropped=reply.dropped, recovery=recovery, echoes=reply.echoes
+            )
+            self._last_done = done
+            yield done
+        finally:
+            self._record(player_text, "".join(reply.spoken), context_text(prompt))
+
+    async def _attempt(self, messages: list[BaseMessage], reply: _Reply) -> AsyncGenerator[ReplyEvent, None]:
+        """One call of the model, streamed into ``reply``: markup out, scaffolding out, split for speech."""
         model: Any = self._backend.model
         if self._use_tools:
             model = model.bind_tools(tool_definitions(self._character))
         parser = ActionMarkupParser(self._character, self._dropped)
+        echoes = ScaffoldFilter(scaffolding(self._character), PLAYER_NAMES, own_names(self._character))
         splitter = SentenceSplitter(self._options.splitter)
-        spoken: list[str] = []
+        spoken = reply.spoken
         calls: dict[int, _ToolCall] = {}
         tool_drops = 0
         finish = ""
         try:
             async with contextlib.aclosing(model.astream(messages)) as stream:
                 async for chunk in stream:
-                    if on_first_token is not None and (_text(chunk) or getattr(chunk, "tool_call_chunks", None)):
-                        on_first_token()
-                        on_first_token = None
+                    if reply.on_first_token is not None and (_text(chunk) or getattr(chunk, "tool_call_chunks", None)):
+                        reply.on_first_token()
+                        reply.on_first_token = None
                     finish = (getattr(chunk, "response_metadata", None) or {}).get("finish_reason") or finish
-                    for event in self._pieces(parser.feed(_text(chunk)), spoken, splitter):
+                    for event in self._pieces(echoes.feed(parser.feed(_text(chunk))), reply, splitter):
                         yield event
                     for tc in getattr(chunk, "tool_call_chunks", None) or ():
                         call = calls.setdefault(tc.get("index") or 0, _ToolCall(at_char=len("".join(spoken))))
                         call.name += tc.get("name") or ""
                         call.args += tc.get("args") or ""
-            for event in self._pieces(parser.close(), spoken, splitter):
+            for event in self._pieces(echoes.feed(parser.close()) + echoes.close(), reply, splitter):
                 yield event
-            for sentence in splitter.close():
-                if finish == "length" and not _complete(sentence.text) and sentence.start_char > 0:
-                    # cut off by the token cap mid-sentence: leave the fragment unsaid
-                    spoken[:] = ["".join(spoken)[: sentence.start_char]]
-                    log.debug("unfinished last sentence dropped", extra={"character": self._character.id})
-                    continue
-                yield sentence
+            for sentence in splitter.close(capped=finish == "length"):
+                yield self._said(sentence, reply)
+            if finish == "length" and len("".join(spoken)) > reply.said_until:
+                # cut off by the token cap mid-sentence: the fragment stays unsaid
+                spoken[:] = ["".join(spoken)[: reply.said_until]]
+                log.debug("unfinished end of a capped reply left unsaid", extra={"character": self._character.id})
             for _, call in sorted(calls.items()):
                 action = self._tool_action(call)
                 if action is None:
                     tool_drops += 1
                 else:
                     yield action
-            yield ReplyDone(full_text="".join(spoken), dropped=parser.dropped + tool_drops)
         finally:
-            self._record(player_text, "".join(spoken), context)
+            reply.dropped += parser.dropped + tool_drops + echoes.dropped_actions
+            reply.echoes += len(echoes.removed)
+            if echoes.removed:
+                log.warning(
+                    "prompt scaffolding left out of a reply",
+                    extra={"character": self._character.id, "pieces": len(echoes.removed)},
+                )
+                log.debug("scaffolding left out", extra={"removed": echoes.removed})  # may quote memories
 
     async def warm(self) -> None:
         """Compute the next reply's prompt prefix now (the character and the history so far), so the reply only
@@ -174,17 +242,21 @@ class DialogueManager:
         elif h and (h[-1].role, h[-1].text) == ("player", player_text):
             h.pop()
 
-    def _pieces(
-        self, pieces: list[str | ReplyAction], spoken: list[str], splitter: SentenceSplitter
-    ) -> list[ReplyEvent]:
+    def _pieces(self, pieces: list[str | ReplyAction], reply: _Reply, splitter: SentenceSplitter) -> list[ReplyEvent]:
         events: list[ReplyEvent] = []
         for piece in pieces:
             if isinstance(piece, ReplyAction):
                 events.append(piece)
                 continue
-            spoken.append(piece)
-            events.extend(splitter.feed(piece))
+            reply.spoken.append(piece)
+            events.extend(self._said(s, reply) for s in splitter.feed(piece))
         return events
+
+    @staticmethod
+    def _said(sentence: ReplySentence, reply: _Reply) -> ReplySentence:
+        reply.said = True
+        reply.said_until = sentence.start_char + len(sentence.text)
+        return sentence
 
     def _tool_action(self, call: _ToolCall) -> ReplyAction | None:
         try:
@@ -218,10 +290,6 @@ class DialogueManager:
             # cap/2 turns instead of every turn
             keep = (cap + 1) // 2 * 2
             del self._history[: len(self._history) - keep]
-
-
-def _complete(sentence: str) -> bool:
-    return sentence.rstrip("\"')]”’ ").endswith((".", "!", "?", "…"))
 
 
 def _text(chunk: BaseMessageChunk | Any) -> str:

@@ -18,6 +18,9 @@ from dialogue.actions import markup_help
 from dialogue.types import Character, HistoryEntry
 
 MEMORY_HEADER = "You remember about this player:"
+WORLD_HEADER = "Right now:"
+SCENE_HEADER = "Scene:"
+KNOWLEDGE_HEADER = "You know:"
 
 
 @dataclass(frozen=True)
@@ -28,18 +31,17 @@ class PromptInput:
     world: str = ""
     history: Sequence[HistoryEntry] = ()
     markup: bool = True  # describe inline action markup (models without native tool calling)
+    nudge: bool = False  # ask again, plainly, for words to say (the first reply had nothing to say aloud)
 
 
 def system_text(p: PromptInput) -> str:
     c = p.character
     parts = [c.persona]
     if c.scenario:
-        parts.append(f"Scene: {c.scenario}")
+        parts.append(f"{SCENE_HEADER} {c.scenario}")
     if c.knowledge:
-        parts.append("You know:\n" + "\n".join(f"- {k}" for k in c.knowledge))
-    parts.append(
-        f"Answer as {c.name} in one to three short spoken sentences. Plain words only: your reply is read aloud."
-    )
+        parts.append(KNOWLEDGE_HEADER + "\n" + "\n".join(f"- {k}" for k in c.knowledge))
+    parts.append(f"{_answer_as(c)} in one to three short spoken sentences. Plain words only: your reply is read aloud.")
     if c.actions:
         if p.markup:
             parts.append(
@@ -55,7 +57,7 @@ def context_text(p: PromptInput) -> str:
     """This turn's context for the model: the world right now and the memories recalled for these words."""
     parts = []
     if p.world:
-        parts.append(f"Right now: {p.world}")
+        parts.append(f"{WORLD_HEADER} {p.world}")
     if p.memories:
         parts.append(MEMORY_HEADER + "\n" + "\n".join(f"- {m}" for m in p.memories))
     return "\n\n".join(parts)
@@ -73,5 +75,41 @@ def build_messages(p: PromptInput) -> list[BaseMessage]:
             messages.append(HumanMessage(with_context(entry.context, entry.text)))
         else:
             messages.append(AIMessage(entry.text))
-    messages.append(HumanMessage(with_context(context_text(p), p.player_text)))
+    text = with_context(context_text(p), p.player_text)
+    if p.nudge:
+        text += "\n\n" + nudge_text(p.character)
+    messages.append(HumanMessage(text))
     return messages
+
+
+def nudge_text(c: Character) -> str:
+    return f"({_answer_as(c)}, to what the player just said, in one short sentence of your own words.)"
+
+
+def scaffolding(c: Character) -> tuple[str, ...]:
+    """How the prompt's own lines begin: a reply line that starts with one of these reads the prompt back (the
+    packaged model does) instead of answering. Case does not matter. Transcript lines, "The player said: ..."
+    as recalled memories have them, are told by their speakers (``player_names``, ``own_names``)."""
+    return (
+        MEMORY_HEADER,
+        WORLD_HEADER,
+        SCENE_HEADER,
+        KNOWLEDGE_HEADER,
+        _answer_as(c),
+        "(" + _answer_as(c),
+        "You can act by",
+        f"You are {c.name}",
+    )
+
+
+# who the player is in a transcript line ("The player said: ..." in a recalled memory, "User: ..." in a chat log)
+PLAYER_NAMES = ("The player", "Player", "User")
+
+
+def own_names(c: Character) -> tuple[str, ...]:
+    """The character in a transcript line ("Brom Ironhand said: ..." in a recalled memory, "Brom: ...")."""
+    return tuple(dict.fromkeys((c.name, c.name.split()[0], "Assistant")))
+
+
+def _answer_as(c: Character) -> str:
+    return f"Answer as {c.name}"

@@ -46,6 +46,7 @@ class Character:
     knowledge: tuple[str, ...] = ()  # facts the character knows about its world
     actions: tuple[ActionSpec, ...] = ()
     source: Path | None = None  # the file it was read from
+    fallback: str = ""  # said when the model has nothing to say (ManagerOptions.fallback when empty)
 
     def action(self, name: str) -> ActionSpec | None:
         return next((a for a in self.actions if a.name == name), None)
@@ -68,10 +69,17 @@ class ReplyAction:
     at_char: int
 
 
+# how a reply that had nothing to say aloud was mended: "retried" (the model, asked again, answered),
+# "fallback" (it had nothing again: the character's fallback line was said); "" when nothing needed mending
+Recovery = Literal["", "retried", "fallback"]
+
+
 @dataclass(frozen=True)
 class ReplyDone:
-    full_text: str  # the whole spoken reply (action markup removed)
+    full_text: str  # the whole spoken reply (action markup and scaffolding removed)
     dropped: int = 0  # how many invalid actions were dropped (each logged with its reason)
+    recovery: Recovery = ""
+    echoes: int = 0  # how many pieces of the prompt's own scaffolding the model read back (left unsaid)
 
 
 ReplyEvent = ReplySentence | ReplyAction | ReplyDone

@@ -489,8 +489,15 @@ class Conversation:
             self._forget_turn(turn)
             return
         heard = turn.text.strip() if outcome == "done" else turn.heard_text()
-        if outcome == "done" and user_text is not None and not heard:
-            self._s.observer.error("empty_reply")  # the model said nothing speakable (only markup, or nothing)
+        done = self._manager.last_done if asked and outcome == "done" else None
+        if done is not None and done.echoes:
+            self._s.observer.error("scaffold_echo")  # the model read its prompt back (left unsaid)
+        if outcome == "done" and user_text is not None and (not heard or (done is not None and done.recovery)):
+            # the model said nothing speakable (nothing, only markup, only its prompt read back), counted also when
+            # the manager mended it: asked again (empty_reply_retried) or said the fallback line (_fallback)
+            self._s.observer.error("empty_reply")
+            if done is not None and done.recovery:
+                self._s.observer.error(f"empty_reply_{done.recovery}")
             log.warning("the reply had nothing to say aloud", extra={"turn": turn.number})
         if outcome != "done" and turn.speaking:
             self._t.speaker.clear()

@@ -44,6 +44,16 @@ def test_card_v2_maps_onto_a_character() -> None:
     assert [a.name for a in hilda.actions] == ["wave", "nod"]
 
 
+def test_a_fallback_line_in_our_format_and_in_a_card(tmp_path: Path) -> None:
+    brom = load_character(PACKAGED_CHARACTERS / "blacksmith.toml")
+    assert brom.fallback.startswith("Hm.")
+    card = {"spec": "chara_card_v2", "data": {"name": "Zed", "extensions": {"llmasos": {"fallback": " Eh? "}}}}
+    (tmp_path / "zed.json").write_text(json.dumps(card))
+    assert load_character(tmp_path / "zed.json").fallback == "Eh?"
+    (tmp_path / "long.toml").write_text(f'name = "L"\npersona = "p"\nfallback = "{"x" * 201}"\n')
+    assert _error(tmp_path / "long.toml").field == "fallback"
+
+
 def test_minimal_card_without_actions(tmp_path: Path) -> None:
     card = {"spec": "chara_card_v2", "spec_version": "2.0", "data": {"name": "Zed", "first_mes": "Yo."}}
     (tmp_path / "Zed.json").write_text(json.dumps(card))

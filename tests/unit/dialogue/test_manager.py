@@ -133,9 +133,10 @@ async def test_a_reply_cut_by_the_token_cap_drops_its_unfinished_sentence(charac
 
 
 async def test_an_empty_reply(character: Character) -> None:
-    m = manager(character, [])
-    assert await collect(m) == [ReplyDone("", 0)]
-    assert m.history == (HistoryEntry("player", "hi"),)
+    m = manager(character, [])  # nothing, asked twice: the fallback line (test_reply_recovery.py)
+    line = ManagerOptions().fallback
+    assert await collect(m) == [ReplySentence(line, 0), ReplyDone(line, 0, recovery="fallback")]
+    assert m.history == (HistoryEntry("player", "hi"), HistoryEntry("character", line))
 
 
 def test_llamacpp_missing_names_the_install(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:

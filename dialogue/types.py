@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from langchain_core.language_models import BaseChatModel
 
@@ -94,6 +94,18 @@ class HistoryEntry:
     context: str = ""
 
 
+class EngineProcess(Protocol):
+    """The process that runs a backend's model, when it runs one (llama.cpp's supervised worker)."""
+
+    def status(self) -> dict[str, Any]:
+        """At least ``state`` ("starting", "ready", "restarting", "failed", "stopped"), ``pid``, ``restarts``."""
+        ...
+
+    def close(self) -> None:
+        """Stop it (blocking)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Backend:
     """An LLM backend: a LangChain chat model and how it can express world actions."""
@@ -105,3 +117,4 @@ class Backend:
     # listens, makes the next reply start sooner (DialogueManager.warm)
     prefix_cache: bool = False
     options: Mapping[str, str] = field(default_factory=dict)  # description for logs and benchmarks
+    engine: EngineProcess | None = None  # the model's own process, if it has one (health, shutdown)

@@ -400,23 +400,25 @@ class Conversation:
             log.warning("memory recall degraded", extra={"reason": degraded, "error": repr(exc)})
         timeline.mark("recall_done")
         replies = self._manager.reply(text, memories=memories, on_first_token=lambda: timeline.mark("llm_first_token"))
-        spoke = False
+        said = 0  # chars of the reply text so far (where an apology would follow)
         try:
             while True:
                 try:
                     event = await asyncio.wait_for(anext(replies), self._opts.llm_timeout_s)
                 except StopAsyncIteration:
                     return
-                spoke = spoke or isinstance(event, ReplySentence)
+                if isinstance(event, ReplySentence):
+                    said = event.start_char + len(event.text)
                 yield event
         except (TimeoutError, DialogueError) as exc:
             # the model is down or stalled: say so, in the character's voice, and go on listening
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
             log.warning("llm unavailable", extra={"reason": reason})
             self._error("llm_unavailable", f"the character's mind is unavailable: {reason}", turn)
-            if not spoke:
-                yield ReplySentence(text=self._opts.apology, start_char=0)
-                yield ReplyDone(full_text=self._opts.apology)
+            # the reply ends with the apology, after whatever was said (a worker that died mid-reply)
+            start = said + 1 if said else 0
+            yield ReplySentence(text=self._opts.apology, start_char=start)
+            yield ReplyDone(full_text=self._opts.apology)  # (the Turn keeps the whole text it spoke)
         finally:
             close = getattr(replies, "aclose", None)
             if close is not None:

@@ -15,10 +15,10 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 from dialogue import Backend, Character, DialogueManager, ManagerOptions, SplitterOptions, find
 from dialogue.backends.hf import LocalModelOptions, load_local
-from dialogue.backends.llamacpp import LlamaCppOptions, load_llamacpp, reencode
-from dialogue.backends.llamacpp import available as llamacpp_available
 from dialogue.backends.openai_compat import OpenAICompatChatModel
 from dialogue.errors import BackendPreemptedError
+from dialogue.llamacpp import WorkerOptions, start_worker
+from dialogue.llamacpp import available as llamacpp_available
 from llmasos.errors import ConfigError
 from llmasos.models import DEFAULTS, ModelStore, Role, get_spec, resolve
 from llmasos.settings import Settings
@@ -71,20 +71,7 @@ def build_backend(settings: Settings) -> Backend:
         return Backend("openai", model, native_tools=llm.native_tools, options={"url": llm.base_url})
     path = resolve(ModelStore(settings.data_dir), Role.LLM, None, llm.model_dir)
     if name == "llamacpp":
-        if llm.model_dir is None and llm.llamacpp_weights != "packaged":
-            stem = _packaged_llm_cache(settings)
-            target = stem.with_name(f"{stem.name}.{llm.llamacpp_weights}.gguf")
-            path = reencode(path, target, llm.llamacpp_weights, llm.threads)
-        cpp = load_llamacpp(
-            LlamaCppOptions(
-                path=path,
-                threads=llm.threads,
-                max_new_tokens=llm.max_new_tokens,
-                temperature=llm.temperature,
-                contexts=llm.llamacpp_contexts,
-            )
-        )
-        return Backend("llamacpp", cpp, prefix_cache=True, options={"model": path.name})
+        return _llamacpp(settings, path)
     local = load_local(
         LocalModelOptions(
             path=path,
@@ -96,6 +83,31 @@ def build_backend(settings: Settings) -> Backend:
         )
     )
     return Backend("transformers", local, options={"model": path.name, "device": local.device})
+
+
+def _llamacpp(settings: Settings, path: Path) -> Backend:
+    """llama.cpp in its supervised worker process (a native crash never takes the server down)."""
+    llm = settings.llm
+    source: Path | None = None
+    if llm.model_dir is None and llm.llamacpp_weights != "packaged":
+        stem = _packaged_llm_cache(settings)
+        source, path = path, stem.with_name(f"{stem.name}.{llm.llamacpp_weights}.gguf")
+    model = start_worker(
+        WorkerOptions(
+            model=path,
+            source=source,
+            quant=llm.llamacpp_weights,
+            threads=llm.threads,
+            contexts=llm.llamacpp_contexts,
+            cpu_cache=settings.data_dir / "cache" / "llm" / "cpu-variant.json",
+        ),
+        max_new_tokens=llm.max_new_tokens,
+        temperature=llm.temperature,
+    )
+    assert model.supervisor is not None
+    variant = model.supervisor.choice.variant if model.supervisor.choice is not None else None
+    options = {"model": path.name, "cpu": variant or "built-in"}
+    return Backend("llamacpp", model, prefix_cache=True, options=options, engine=model)
 
 
 def converted_cache(settings: Settings) -> Path | None:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -74,14 +75,23 @@ class Engine:
         return Conversation(self.services(observer), transport, manager, player, self.conversation_options())
 
     async def aclose(self) -> None:
+        """Close everything, off the event loop (stopping the LLM worker waits for its process)."""
         if self.reflector is not None:
             await self.reflector.aclose()
         await self.memory.close()
+        await asyncio.to_thread(self._close_models)
+
+    def _close_models(self) -> None:
         self.tts.close()
         self.asr.close()
-        close = getattr(self.backend.model, "close", None)  # a local model's memory (llama.cpp)
-        if close is not None:
-            close()
+        if self.backend.engine is not None:
+            self.backend.engine.close()
+
+    def health(self) -> dict[str, Any]:
+        """The LLM engine's process, for /healthz: state, pid, restarts (none when it runs in-process)."""
+        if self.backend.engine is None:
+            return {"backend": self.backend.name, "state": "in_process"}
+        return {"backend": self.backend.name, **self.backend.engine.status()}
 
 
 def load_engine(settings: Settings, progress: Progress = print) -> Engine:

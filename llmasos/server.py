@@ -1,7 +1,8 @@
 """The HTTP server: the browser client, health, characters, and WebRTC signalling, in one process.
 
     GET  /             the browser client
-    GET  /healthz      503 while the models load (or if loading failed), then 200
+    GET  /healthz      503 while the models load (or if loading failed), then 200; JSON with the LLM engine's
+                       process: {"llm": {"state", "pid", "restarts", "last_exit", "cpu_variant", ...}}
     GET  /metrics      Prometheus: per-stage turn latency histograms, sessions, errors by kind
     GET  /characters   the characters a client may talk to
     GET  /rtc/config   ICE servers for clients
@@ -177,7 +178,11 @@ def create_app(
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         if state.engine is not None:
-            return JSONResponse({"status": "ok", "sessions": len(state.sessions), "rss_mb": _rss_mb()})
+            llm = state.engine.health()
+            body = {"status": "ok", "sessions": len(state.sessions), "rss_mb": _rss_mb(), "llm": llm}
+            if llm["state"] == "failed":  # the engine gave up restarting: no reply can be made
+                return JSONResponse({**body, "status": "degraded"}, status_code=503)
+            return JSONResponse(body)
         if state.loading_error is not None:
             return JSONResponse({"status": "failed", "error": state.loading_error}, status_code=503)
         return JSONResponse({"status": "loading", "progress": state.progress[-1:]}, status_code=503)

@@ -13,6 +13,7 @@ from llmasos.cli import (
     bench_cmd,
     config_cmd,
     dialogue_cmd,
+    doctor_cmd,
     memory_cmd,
     models_cmd,
     protocol_cmd,
@@ -26,7 +27,18 @@ from llmasos.settings import Settings, load_settings
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 # Each module exposes register(subparsers); a subcommand sets `handler` with set_defaults.
-_GROUPS = (models_cmd, config_cmd, bench_cmd, memory_cmd, voice_cmd, protocol_cmd, dialogue_cmd, serve_cmd, token_cmd)
+_GROUPS = (
+    models_cmd,
+    doctor_cmd,
+    config_cmd,
+    bench_cmd,
+    memory_cmd,
+    voice_cmd,
+    protocol_cmd,
+    dialogue_cmd,
+    serve_cmd,
+    token_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

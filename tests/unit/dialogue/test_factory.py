@@ -50,7 +50,7 @@ def test_llamacpp_backend_without_the_package(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"GGUF")
-    with pytest.raises(BackendUnavailableError, match="pip install llama-cpp-python"):
+    with pytest.raises(BackendUnavailableError, match="llama-cpp-python, which is not installed"):
         build_backend(settings(tmp_path, backend="llamacpp", model_dir=gguf))
 
 
@@ -72,7 +72,7 @@ def test_auto_backend_is_llamacpp_on_cpu_when_installed(tmp_path: Path, monkeypa
 
 
 def test_a_blocked_llama_cpp_is_not_available(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dialogue.backends import llamacpp
+    from dialogue import llamacpp
 
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
     assert not llamacpp.available()

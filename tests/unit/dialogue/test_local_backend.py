@@ -116,20 +116,34 @@ def test_sync_invoke() -> None:
 
 
 def test_llama_cpp_replies_go_to_the_context_that_holds_their_prompt() -> None:
-    from dialogue.backends.llamacpp import LlamaCppChatModel, _Slot
-    from dialogue.errors import BackendPreemptedError
+    from dialogue.llamacpp.engine import ContextPool, Preempted, _Slot
+    from dialogue.llamacpp.protocol import Request
 
-    model = LlamaCppChatModel(slots=[_Slot(object()), _Slot(object())])
+    pool = ContextPool([_Slot(object()), _Slot(object())])
+    reply, summary = Request(messages=()), Request(messages=(), priority="background")
     ann = [("system", "You are Brom."), ("user", "Hi, I am Ann.")]
     bob = [("system", "You are Brom."), ("user", "Bob here.")]
-    first = model._take(ann, background=False)
-    model._give_back(first, [*ann, ("assistant", "Hello Ann.")], background=False)
-    other = model._take(bob, background=False)
+    first = pool.take(reply, ann)
+    pool.give_back(first, reply, [*ann, ("assistant", "Hello Ann.")])
+    other = pool.take(reply, bob)
     assert other is not first  # a new conversation takes the least recently used context, not Ann's cache
-    with pytest.raises(BackendPreemptedError):
-        model._take([("user", "summarise")], background=True)  # a turn is generating: summaries wait
-    model._give_back(other, [*bob, ("assistant", "Hello Bob.")], background=False)
-    again = model._take([*ann, ("assistant", "Hello Ann."), ("user", "Any swords?")], background=False)
+    with pytest.raises(Preempted):
+        pool.take(summary, [("user", "summarise")])  # a turn is generating: summaries wait
+    pool.give_back(other, reply, [*bob, ("assistant", "Hello Bob.")])
+    again = pool.take(reply, [*ann, ("assistant", "Hello Ann."), ("user", "Any swords?")])
     assert again is first  # Ann's next turn finds the context that holds her prompt
-    model._give_back(again, [], background=False)
-    assert model._take([("user", "summarise")], background=True) in model.slots  # idle: summaries may run
+    pool.give_back(again, reply, [])
+    assert pool.take(summary, [("user", "summarise")]) in pool.slots  # idle: summaries may run
+
+
+def test_an_affinity_key_breaks_ties_between_equally_good_contexts() -> None:
+    from dialogue.llamacpp.engine import ContextPool, _Slot
+    from dialogue.llamacpp.protocol import Request
+
+    pool = ContextPool([_Slot(object()), _Slot(object())])
+    ann, bob = Request(messages=(), affinity="ann"), Request(messages=(), affinity="bob")
+    a = pool.take(ann, [("user", "x")])
+    b = pool.take(bob, [("user", "y")])
+    pool.give_back(b, bob, [])  # bob's context is now the most recently used ...
+    pool.give_back(a, ann, [])
+    assert pool.take(bob, [("user", "z")]) is b  # ... but nothing is cached either way: bob gets his own

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import pytest
 from langchain_core.messages import AIMessageChunk
@@ -20,7 +21,7 @@ from dialogue import (
     ReplyEvent,
     ReplySentence,
 )
-from dialogue.backends.llamacpp import LlamaCppOptions, load_llamacpp
+from dialogue.llamacpp import WorkerOptions, start_worker
 from dialogue.prompt import MEMORY_HEADER
 from dialogue.testing import ScriptedChatModel, tool_call_chunk
 
@@ -139,10 +140,10 @@ async def test_an_empty_reply(character: Character) -> None:
     assert m.history == (HistoryEntry("player", "hi"), HistoryEntry("character", line))
 
 
-def test_llamacpp_missing_names_the_install(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+def test_llamacpp_missing_names_the_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as if not installed
-    with pytest.raises(BackendUnavailableError, match="pip install llama-cpp-python"):
-        load_llamacpp(LlamaCppOptions(path=tmp_path / "m.gguf"))  # type: ignore[operator]
+    with pytest.raises(BackendUnavailableError, match="make install"):
+        start_worker(WorkerOptions(model=tmp_path / "m.gguf"))
 
 
 async def test_each_prompt_extends_the_last_one(character: Character) -> None:

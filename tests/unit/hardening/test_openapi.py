@@ -30,6 +30,9 @@ class _Engine:
     def character(self, _: str) -> None:
         return None
 
+    def health(self) -> dict[str, Any]:
+        return {"backend": "fake", "state": "in_process"}
+
     async def aclose(self) -> None:
         pass
 

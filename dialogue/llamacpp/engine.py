@@ -1,0 +1,297 @@
+"""The llama.cpp engine, as it runs inside the worker process (dialogue.llamacpp.worker): only that process
+loads native code.
+
+A llama.cpp context holds one KV cache, so a context serves one reply at a time. The engine keeps a few
+contexts (2 by default) and gives each request the free context where it finds the most of its prompt cached
+and throws the least away (ties: the context its affinity key used last, then the least recently used): a
+conversation keeps finding its own cached prefix (llama.cpp then computes only the new tail), while a second
+conversation or a memory summary uses another context instead of evicting it.
+
+Priorities: a ``background`` request (memory summary, prompt warm-up, content) never waits in front of a
+``foreground`` one (a reply): it stops at its next batch of prompt tokens or its next token while any
+foreground request is generating or waiting, and fails with ``Preempted``.
+
+Stopping: ``halt`` (the client hung up: barge-in, a dropped preemptive reply) stops a request within one batch
+of prompt tokens (``halt_batch``) while the prompt is computed, and at the next token while it generates.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dialogue.llamacpp.protocol import Done, Request
+
+Chat = list[tuple[str, str]]  # (role, content) of each message
+
+QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "f16": "LLAMA_FTYPE_MOSTLY_F16"}
+
+
+class Preempted(Exception):
+    """A background request gave the model up to a foreground one."""
+
+
+class Halted(Exception):
+    """The request was stopped (its client hung up)."""
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    path: Path  # the .gguf file
+    threads: int = 0  # 0: one per core
+    context: int = 2048
+    contexts: int = 2  # KV caches kept (each ~50 MB at 2048 tokens)
+    halt_batch: int = 64  # prompt tokens computed between two checks for halt/preemption
+    variant: Path | None = None  # the ggml CPU variant library to load (a portable build); None: the built-in
+
+
+def load_variant(library: Path | None) -> None:
+    """Register the chosen CPU backend before llama.cpp would pick one itself (by CPUID, unsafely)."""
+    llama_cpp = importlib.import_module("llama_cpp")
+    if library is None:
+        return
+    # the registry lives in libggml; load it by the name libllama links against (the wheel holds copies, not
+    # symlinks: libggml.so would be a second instance whose backends libllama never sees)
+    lib_dir = Path(str(llama_cpp.__file__)).parent / "lib"
+    ggml = ctypes.CDLL(str(lib_dir / "libggml.so.0"))
+    ggml.ggml_backend_load.argtypes = [ctypes.c_char_p]
+    ggml.ggml_backend_load.restype = ctypes.c_void_p
+    if not ggml.ggml_backend_load(str(library).encode()):
+        raise RuntimeError(f"ggml could not load the CPU backend {library.name}")
+
+
+def system_info() -> str:
+    llama_cpp = importlib.import_module("llama_cpp")
+    return str(llama_cpp.llama_print_system_info().decode(errors="replace")).strip()
+
+
+def reencode(source: Path, target: Path, quant: str, threads: int = 0) -> Path:
+    """``source`` re-encoded as ``quant`` ("q8_0", "f16") at ``target``, made once (seconds) and kept.
+
+    Why: llama.cpp computes a prompt with fast kernels for Q8_0/F16 weights on AVX2/AVX-512 CPUs, about twice
+    as fast as for Q4_1; 8 bits per weight keep the values of 4-bit weights almost exactly. The file is
+    written beside the target and renamed into place, so concurrent starts never see half a file.
+    """
+    if target.is_file():
+        return target
+    llama_cpp = importlib.import_module("llama_cpp")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, QUANT_TYPES[quant])
+    params.allow_requantize = True
+    params.nthread = threads or os.cpu_count() or 1
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        rc = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), ctypes.byref(params))
+        if rc != 0 or not tmp.is_file():
+            raise RuntimeError(f"llama.cpp could not re-encode {source.name} as {quant} (code {rc})")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _llama_class() -> type[Any]:
+    llama_cpp = importlib.import_module("llama_cpp")
+
+    class StoppableLlama(llama_cpp.Llama):  # type: ignore[misc, name-defined]
+        """llama_cpp.Llama whose prompt computation checks ``should_stop`` between batches of tokens."""
+
+        should_stop: Callable[[], None] | None = None  # raises Halted / Preempted
+        halt_batch: int = 64
+        reused: int | None = None  # tokens found in the cache by the request in progress (set at its first eval)
+
+        def eval(self, tokens: Sequence[int]) -> None:
+            if self.reused is None:
+                self.reused = int(self.n_tokens)
+            step = max(1, self.halt_batch)
+            for i in range(0, len(tokens), step):
+                if self.should_stop is not None:
+                    self.should_stop()
+                super().eval(tokens[i : i + step])
+
+    return StoppableLlama
+
+
+class _Slot:
+    """One llama.cpp context and what its KV cache holds (the last prompt and reply it computed)."""
+
+    def __init__(self, llm: Any) -> None:
+        self.llm = llm
+        self.busy = False
+        self.chat: Chat = []
+        self.affinity: str | None = None
+        self.used = 0.0  # time.monotonic() of its last request
+
+    def worth(self, chat: Chat) -> int:
+        """Messages of ``chat`` found in the cache, less the cached messages it would throw away (a reply at
+        the end of the cache is never worth keeping: it is the last thing computed)."""
+        shared = 0
+        for mine, theirs in zip(self.chat, chat, strict=False):
+            if mine != theirs:
+                break
+            shared += 1
+        lost = len(self.chat) - shared
+        if lost and self.chat[-1][0] == "assistant":
+            lost -= 1
+        return shared - lost
+
+
+class ContextPool:
+    """The contexts, which of them are busy, and how many foreground requests are in the house."""
+
+    def __init__(self, slots: list[_Slot]) -> None:
+        self.slots = slots
+        self._cond = threading.Condition()
+        self.foreground = 0  # foreground requests generating or waiting for a context
+
+    def busy(self) -> int:
+        with self._cond:
+            return sum(slot.busy for slot in self.slots)
+
+    def take(self, request: Request, chat: Chat) -> _Slot:
+        """The free context worth the most to ``chat``; waits for one. A background request never waits in
+        front of a foreground one: it raises Preempted while any is in the house."""
+        background = request.priority == "background"
+        with self._cond:
+            if background and self.foreground:
+                raise Preempted("a conversation turn is using the model")
+            if not background:
+                self.foreground += 1
+            while True:
+                free = [slot for slot in self.slots if not slot.busy]
+                if free:
+                    slot = max(
+                        free,
+                        key=lambda s: (
+                            s.worth(chat),
+                            request.affinity is not None and s.affinity == request.affinity,
+                            -s.used,
+                        ),
+                    )
+                    slot.busy = True
+                    return slot
+                self._cond.wait()
+
+    def give_back(self, slot: _Slot, request: Request, chat: Chat) -> None:
+        with self._cond:
+            slot.busy = False
+            slot.chat = chat
+            slot.affinity = request.affinity
+            slot.used = time.monotonic()
+            if request.priority != "background":
+                self.foreground -= 1
+            self._cond.notify_all()
+
+    def drain(self) -> list[_Slot]:
+        """Wait until no context is busy, then hold them all (for closing)."""
+        with self._cond:
+            while any(slot.busy for slot in self.slots):
+                self._cond.wait()
+            for slot in self.slots:
+                slot.busy = True
+            return list(self.slots)
+
+
+class Engine:
+    def __init__(self, options: EngineOptions) -> None:
+        load_variant(options.variant)
+        cls = _llama_class()
+        threads = options.threads or os.cpu_count() or 1
+        slots = [
+            _Slot(
+                cls(
+                    model_path=str(options.path),
+                    n_ctx=options.context,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    verbose=False,
+                )
+            )
+            for _ in range(max(1, options.contexts))
+        ]
+        for slot in slots:
+            slot.llm.halt_batch = options.halt_batch
+        self.options = options
+        self.pool = ContextPool(slots)
+
+    def generate(self, request: Request, halt: threading.Event) -> Iterator[str | Done]:
+        """The reply's pieces of text, then Done. Raises Halted, Preempted, ValueError (a bad request)."""
+        chat: Chat = [(m[0], m[1]) for m in request.messages]
+        t0 = time.perf_counter()
+        slot = self.pool.take(request, chat)
+        reply: list[str] = []
+        computed = False  # the whole prompt was computed
+        try:
+            for item in self._run(slot.llm, request, chat, halt, reply, t0):
+                computed = True
+                yield item
+        finally:
+            # what the cache holds now: the prompt and the reply as far as it got (a prompt stopped part way:
+            # at most the messages before the last)
+            self.pool.give_back(slot, request, [*chat, ("assistant", "".join(reply))] if computed else chat[:-1])
+
+    def _run(
+        self, llm: Any, request: Request, chat: Chat, halt: threading.Event, reply: list[str], t0: float
+    ) -> Iterator[str | Done]:
+        background = request.priority == "background"
+
+        def should_stop() -> None:
+            if halt.is_set():
+                raise Halted()
+            if background and self.pool.foreground:
+                raise Preempted("a conversation turn is using the model")
+
+        llm.should_stop, llm.reused = should_stop, None
+        extra: dict[str, Any] = {}
+        if request.json_schema is not None:
+            extra["response_format"] = {"type": "json_object", "schema": request.json_schema}
+        stream = llm.create_chat_completion(
+            messages=[{"role": r, "content": c} for r, c in chat],
+            stream=True,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            repeat_penalty=request.repeat_penalty,
+            stop=list(request.stop),
+            seed=request.seed,
+            **extra,
+        )
+        tokens = 0
+        finish = "stop"
+        first_ms = 0.0
+        try:
+            for event in stream:
+                should_stop()
+                choice = (event.get("choices") or [{}])[0]
+                finish = choice.get("finish_reason") or finish
+                text = (choice.get("delta") or {}).get("content") or ""
+                if text:
+                    if not tokens:
+                        first_ms = (time.perf_counter() - t0) * 1000
+                    tokens += 1
+                    reply.append(text)
+                    yield text
+        finally:
+            llm.should_stop = None
+            stream.close()
+        in_context = int(llm.n_tokens)  # the prompt and what was generated
+        prompt = max(0, in_context - tokens)
+        yield Done(
+            finish=finish,
+            input_tokens=prompt,
+            output_tokens=tokens,
+            cached_tokens=min(prompt, prompt if llm.reused is None else llm.reused),
+            first_ms=round(first_ms, 2),
+            total_ms=round((time.perf_counter() - t0) * 1000, 2),
+        )
+
+    def close(self) -> None:
+        for slot in self.pool.drain():
+            slot.llm.close()

@@ -1,0 +1,171 @@
+"""The LLM worker process: ``python -m dialogue.llamacpp.worker MODE ...``. Only this process runs llama.cpp.
+
+    serve    load the engine and serve requests on a Unix socket (dialogue.llamacpp.protocol) until SIGTERM;
+             when ready, one JSON line {"pid", "variant", "features"} is written to --ready-fd
+    probe    load a CPU variant and the model, compute a prompt and a few tokens, print llama.cpp's system
+             info as JSON: exit 0 proves the variant runs here (a SIGILL or SIGSEGV proves it does not)
+    prepare  re-encode the model (e.g. Q4_1 -> Q8_0) if the target is missing
+
+A native crash ends this process only; the supervisor (dialogue.llamacpp.supervisor) restarts it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from dialogue.llamacpp.engine import Engine, EngineOptions, Halted, Preempted, reencode, system_info
+from dialogue.llamacpp.protocol import MAX_LINE, Failure, Info, Reply, Request, encode_reply
+
+log = logging.getLogger("dialogue.llamacpp.worker")
+
+
+async def _handle(engine: Engine, info: Info, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        line = await reader.readline()
+        if not line:
+            return
+        try:
+            body = json.loads(line)
+            if body.get("op") == "info":
+                writer.write(encode_reply(Info(**{**info.__dict__, "busy": engine.pool.busy()})))
+                return
+            request = Request.decode(body)
+        except ValueError as exc:
+            writer.write(encode_reply(Failure("bad_request", str(exc))))
+            return
+        queue: asyncio.Queue[Reply | None] = asyncio.Queue()
+        halt = threading.Event()
+
+        def put(item: Reply | None) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                for item in engine.generate(request, halt):
+                    put(item)
+            except Halted:
+                pass
+            except Preempted as exc:
+                put(Failure("preempted", str(exc)))
+            except ValueError as exc:  # e.g. a prompt longer than the context
+                put(Failure("bad_request", str(exc)))
+            except Exception as exc:
+                log.exception("generation failed")
+                put(Failure("failed", f"{type(exc).__name__}: {exc}"))
+            finally:
+                put(None)
+
+        thread = threading.Thread(target=work, name="llm-generate", daemon=True)
+        thread.start()
+        hangup = asyncio.ensure_future(reader.read(1))  # the client hangs up to stop the request
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, hangup}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    break
+                item = getter.result()
+                if item is None:
+                    break
+                writer.write(encode_reply(item))
+                await writer.drain()
+        finally:
+            halt.set()
+            hangup.cancel()
+            await asyncio.to_thread(thread.join)
+    except (ConnectionError, BrokenPipeError):
+        pass
+    finally:
+        with contextlib.suppress(ConnectionError, BrokenPipeError):
+            await writer.drain()
+        writer.close()
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    options = _engine_options(args)
+    engine = await asyncio.to_thread(Engine, options)
+    info = Info(
+        pid=os.getpid(),
+        model=options.path.name,
+        contexts=len(engine.pool.slots),
+        busy=0,
+        variant=args.variant_name,
+        features=system_info(),
+    )
+    socket_path = Path(args.socket)
+    socket_path.unlink(missing_ok=True)  # noqa: ASYNC240 (a local file, before serving)
+    server = await asyncio.start_unix_server(
+        lambda r, w: _handle(engine, info, r, w), path=str(socket_path), limit=MAX_LINE
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if args.ready_fd is not None:
+        with os.fdopen(args.ready_fd, "w") as ready:
+            ready.write(json.dumps({"pid": info.pid, "variant": info.variant, "features": info.features}) + "\n")
+    async with server:
+        await stop.wait()
+    server.close()
+    socket_path.unlink(missing_ok=True)  # noqa: ASYNC240 (a local file, after serving)
+
+
+def _engine_options(args: argparse.Namespace) -> EngineOptions:
+    return EngineOptions(
+        path=Path(args.model),
+        threads=args.threads,
+        context=args.context,
+        contexts=args.contexts,
+        halt_batch=args.halt_batch,
+        variant=Path(args.variant) if args.variant else None,
+    )
+
+
+def _probe(args: argparse.Namespace) -> None:
+    options = _engine_options(args)
+    engine = Engine(EngineOptions(options.path, options.threads, 512, 1, 32, options.variant))
+    words = " ".join(f"word{i}" for i in range(60))  # enough tokens for the batched (matrix) kernels
+    request = Request(messages=(("system", "Repeat the words."), ("user", words)), max_tokens=8, temperature=0.0)
+    pieces = [p for p in engine.generate(request, threading.Event()) if isinstance(p, str)]
+    engine.close()
+    print(json.dumps({"ok": True, "pieces": len(pieces), "features": system_info()}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dialogue.llamacpp.worker")
+    parser.add_argument("mode", choices=["serve", "probe", "prepare"])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--variant", default="")
+    parser.add_argument("--variant-name", default=None)
+    parser.add_argument("--socket", default="")
+    parser.add_argument("--ready-fd", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--context", type=int, default=2048)
+    parser.add_argument("--contexts", type=int, default=2)
+    parser.add_argument("--halt-batch", type=int, default=64)
+    parser.add_argument("--source", default="", help="prepare: the file to re-encode")
+    parser.add_argument("--quant", default="q8_0", help="prepare: q8_0 or f16")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="llm worker: %(message)s", stream=sys.stderr)
+    if args.mode == "prepare":
+        reencode(Path(args.source), Path(args.model), args.quant, args.threads)
+    elif args.mode == "probe":
+        _probe(args)
+    else:
+        asyncio.run(_serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

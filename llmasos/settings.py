@@ -122,6 +122,9 @@ class LLMSettings(_Section):
     # llama.cpp contexts (KV caches): each reply gets the free one that already holds most of its prompt, so a
     # conversation's cache survives a second conversation or a memory summary (~50 MB each at 2048 tokens)
     llamacpp_contexts: int = Field(2, ge=1, le=64)
+    # llama.cpp CPU kernels: "auto" runs the best variant the OS enables, proved by a probe (llmasos doctor);
+    # a variant name ("haswell", "skylakex", "zen4", ...) forces that one (it is still probed)
+    llamacpp_cpu: str = Field("auto", pattern=r"^[a-z0-9_]{1,32}$")
 
 
 class EmbeddingsSettings(_Section):

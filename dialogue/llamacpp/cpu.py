@@ -203,13 +203,20 @@ def fingerprint(report: CpuReport, libraries: dict[str, Path], model: Path) -> s
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def choose(model: Path, probe: Probe, cache: Path | None, report: CpuReport | None = None) -> Choice:
-    """The best variant that runs ``model`` here; probes only on the first call for this machine."""
+def choose(
+    model: Path, probe: Probe, cache: Path | None, report: CpuReport | None = None, only: str = "auto"
+) -> Choice:
+    """The best variant that runs ``model`` here (``only``: that variant or none); probes only on the first call
+    for this machine."""
     report = report or cpu_report()
     libraries = variant_libraries()
     enabled = tuple(f for f in USED_FLAGS if f in report.enabled)
     if not libraries:
         return Choice(None, None, {}, enabled)
+    if only != "auto":
+        if only not in libraries:
+            raise RuntimeError(f"no llama.cpp CPU variant {only!r} (built: {', '.join(sorted(libraries))})")
+        libraries = {only: libraries[only]}
     key = fingerprint(report, libraries, model)
     if cache is not None and cache.is_file():
         with contextlib.suppress(OSError, ValueError, TypeError, KeyError):

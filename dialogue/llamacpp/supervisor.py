@@ -49,6 +49,7 @@ class WorkerOptions:
     contexts: int = 2
     halt_batch: int = 64  # prompt tokens between two checks for a cancel (barge-in) or a preemption
     cpu_cache: Path | None = None  # where the CPU variant choice is kept (per machine)
+    cpu_variant: str = "auto"  # or a variant name: that one only
     start_timeout_s: float = 180.0
     probe_timeout_s: float = 120.0
     max_restarts: int = 5  # deaths within restart_window_s before giving up
@@ -81,7 +82,7 @@ class Supervisor:
         try:
             if o.source is not None and not o.model.is_file():
                 self._run_once("prepare", ["--source", str(o.source), "--quant", o.quant], o.start_timeout_s)
-            self._choice = cpu.choose(o.model, self._probe, o.cpu_cache)
+            self._choice = cpu.choose(o.model, self._probe, o.cpu_cache, only=o.cpu_variant)
             self._spawn()
         except BackendError as exc:
             self._set("failed", error=str(exc))

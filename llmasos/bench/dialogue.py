@@ -6,9 +6,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from dialogue import Backend, DialogueError, DialogueManager, ReplySentence
 from dialogue.prompt import PromptInput, build_messages
@@ -29,13 +33,20 @@ BACKENDS = ("transformers", "openai", "llamacpp")
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     sizes = [int(s) for s in str(args.sizes).split(",") if s.strip()]
-    llm = {name: asyncio.run(bench_backend(settings, name)) for name in BACKENDS}
+    llm: dict[str, Any] = {}
+    for name in BACKENDS:
+        if name != "llamacpp":
+            llm[name] = asyncio.run(bench_backend(settings, name))
+            continue
+        for variant in str(args.llamacpp_cpu).split(","):  # the CPU kernels llama.cpp runs with
+            forced = settings.model_copy(update={"llm": settings.llm.model_copy(update={"llamacpp_cpu": variant})})
+            llm[name if variant == "auto" else f"{name} [{variant}]"] = asyncio.run(bench_backend(forced, name))
     result: dict[str, Any] = {
         "benchmark": "dialogue",
         "machine": machine(),
         "settings": {"max_new_tokens": settings.llm.max_new_tokens, "temperature": settings.llm.temperature},
         "llm": llm,
-        "memory": _memory(settings, sizes),
+        "memory": _previous_memory(args.json) if args.skip_memory else _memory(settings, sizes),
     }
     write_json(args.json, result)
     _write_markdown(args.markdown, result)
@@ -55,18 +66,31 @@ async def bench_backend(settings: Settings, name: str, repeats: int = len(PROMPT
     except (DialogueError, LLMasOSError) as exc:
         return {"status": "unavailable", "reason": str(exc)}
     load_s = time.perf_counter() - started
+    try:
+        return await _bench_loaded(backend, settings, repeats, load_s)
+    finally:
+        if backend.engine is not None:
+            await asyncio.to_thread(backend.engine.close)
+
+
+async def _bench_loaded(backend: Backend, settings: Settings, repeats: int, load_s: float) -> dict[str, Any]:
     character = load_character(settings, "blacksmith")
     ttft: list[float] = []
     first_sentence: list[float] = []
     rates: list[float] = []
     tokens: list[int] = []
+    hop_ms: list[float] = []  # client's time to first token less the worker's own (the process hop)
+    prompt_rates: list[float] = []
     await _time_one(backend, character, PROMPTS[0])  # warm-up
     for i in range(repeats):
-        t, r, n = await _time_one(backend, character, PROMPTS[i % len(PROMPTS)])
-        ttft.append(t)
-        if r is not None:
-            rates.append(r)
-        tokens.append(n)
+        one = await _time_one(backend, character, PROMPTS[i % len(PROMPTS)])
+        ttft.append(one.ttft_s)
+        if one.rate is not None:
+            rates.append(one.rate)
+        tokens.append(one.tokens)
+        if one.worker_first_ms is not None:
+            hop_ms.append(one.ttft_s * 1000 - one.worker_first_ms)
+        prompt_rates.append(await _prompt_rate(backend, i))
         manager = DialogueManager(backend, character, manager_options(settings))
         began = time.perf_counter()
         async for event in manager.reply(PROMPTS[i % len(PROMPTS)]):
@@ -81,30 +105,73 @@ async def bench_backend(settings: Settings, name: str, repeats: int = len(PROMPT
         "ttft_s": _stats(ttft),
         "first_sentence_s": _stats(first_sentence),
         "tokens_per_s": _stats(rates),
+        "prompt_tokens_per_s": _stats(prompt_rates),
+        "process_hop_ms": _stats(hop_ms),
         "output_tokens_mean": round(sum(tokens) / len(tokens), 1) if tokens else None,
     }
 
 
-async def _time_one(backend: Backend, character: Any, text: str) -> tuple[float, float | None, int]:
-    """(time to first token, decode tokens/s, output tokens) of one streamed reply."""
-    messages = build_messages(PromptInput(character=character, player_text=text, markup=not backend.native_tools))
+@dataclass(frozen=True)
+class _One:
+    ttft_s: float
+    rate: float | None  # decode tokens/s
+    tokens: int
+    worker_first_ms: float | None  # the engine's own time to first token (a worker process reports it)
+    input_tokens: int = 0
+    cached_tokens: int = 0
+
+
+async def _time_one(
+    backend: Backend, character: Any, text: str, messages: list[BaseMessage] | None = None, **kwargs: Any
+) -> _One:
+    """Time one streamed reply."""
+    if messages is None:
+        prompt = PromptInput(character=character, player_text=text, markup=not backend.native_tools)
+        messages = build_messages(prompt)
     began = time.perf_counter()
     first: float | None = None
-    output_tokens = 0
+    output_tokens = input_tokens = cached = 0
+    worker_first: float | None = None
     chunks = 0
-    async for chunk in backend.model.astream(messages):
+    async for chunk in backend.model.astream(messages, **kwargs):
         if chunk.text and first is None:
             first = time.perf_counter()
         chunks += 1 if chunk.text else 0
         usage = getattr(chunk, "usage_metadata", None)
         if usage:
             output_tokens = int(usage.get("output_tokens") or 0)
+            input_tokens = int(usage.get("input_tokens") or 0)
+            cached = int((usage.get("input_token_details") or {}).get("cache_read") or 0)
+            worker_first = chunk.response_metadata.get("worker_first_ms")
     ended = time.perf_counter()
     if first is None:
-        return ended - began, None, 0
+        return _One(ended - began, None, 0, None)
     count = output_tokens or chunks
     rate = (count - 1) / (ended - first) if count > 1 and ended > first else None
-    return first - began, rate, count
+    return _One(first - began, rate, count, worker_first, input_tokens, cached)
+
+
+LONG_PROMPT = " ".join(
+    f"The {i}th traveller asked about the road to the mill and the price of iron." for i in range(40)
+)
+
+
+async def _prompt_rate(backend: Backend, run: int) -> float:
+    """Prompt tokens computed per second, on a ~700-token prompt that no cache holds (it starts with ``run``)."""
+    messages: list[BaseMessage] = [SystemMessage(f"Run {run}. You are Brom."), HumanMessage(LONG_PROMPT)]
+    one = await _time_one(backend, None, "", messages, max_new_tokens=1)
+    computed = one.input_tokens - one.cached_tokens
+    seconds = (one.worker_first_ms / 1000) if one.worker_first_ms else one.ttft_s
+    return computed / seconds if computed > 0 and seconds > 0 else 0.0
+
+
+def _previous_memory(path: Path) -> dict[str, Any]:
+    """The memory results already in ``path`` (``--skip-memory`` re-measures the LLMs only)."""
+    try:
+        previous: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))["memory"]
+        return previous
+    except (OSError, ValueError, KeyError):
+        return {"status": "unavailable", "reason": "skipped (--skip-memory) and no earlier results"}
 
 
 def _stats(values: list[float]) -> dict[str, float] | None:
@@ -135,22 +202,28 @@ def _write_markdown(path: Path, result: dict[str, Any]) -> None:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}. "
         f"max_new_tokens {result['settings']['max_new_tokens']}.",
         "",
-        "| LLM backend | status | load s | TTFT p50 / p95 s | first sentence p50 / p95 s | tokens/s p50 |",
-        "|---|---|---|---|---|---|",
+        "| LLM backend | status | load s | TTFT p50 / p95 s | first sentence p50 / p95 s | tokens/s p50 "
+        "| prompt tokens/s p50 | process hop p50 / p95 ms |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in result["llm"].items():
         if r["status"] != "ok":
-            lines.append(f"| {name} | unavailable: {r['reason']} | | | | |")
+            lines.append(f"| {name} | unavailable: {r['reason']} | | | | | | |")
             continue
         where = ", ".join(f"{k} {v}" for k, v in r["options"].items())
+        hop = r.get("process_hop_ms")
         lines.append(
             f"| {name} ({where}) | ok | {r['load_s']} | {_pair(r['ttft_s'])} | {_pair(r['first_sentence_s'])} "
-            f"| {r['tokens_per_s']['p50'] if r['tokens_per_s'] else '-'} |"
+            f"| {_p50(r['tokens_per_s'])} | {_p50(r.get('prompt_tokens_per_s'))} | {_pair(hop) if hop else '-'} |"
         )
     lines += ["", "### Memory", ""]
     lines += _memory_markdown(result["memory"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _p50(stats: dict[str, float] | None) -> str:
+    return f"{stats['p50']:.0f}" if stats else "-"
 
 
 def _pair(stats: dict[str, float] | None) -> str:

@@ -21,6 +21,12 @@ def register(sub: Any) -> None:
     d.add_argument("--json", type=Path, default=Path("bench/results/dialogue.json"))
     d.add_argument("--markdown", type=Path, default=Path("bench/results/dialogue.md"))
     d.add_argument("--sizes", default="1000,10000,100000", help="memory counts for the recall benchmark")
+    d.add_argument(
+        "--llamacpp-cpu",
+        default="auto",
+        help="llama.cpp CPU variants to measure, comma-separated: auto (the one chosen here), haswell, x64, ...",
+    )
+    d.add_argument("--skip-memory", action="store_true", help="measure the LLMs only; keep the memory results")
     d.set_defaults(handler=_run_dialogue)
     lat = bsub.add_parser("latency", help="voice-to-voice and barge-in at the client, N sessions, per-stage join")
     lat.add_argument("--url", default=None, help="a running server (default: start one)")

@@ -194,18 +194,19 @@ class Supervisor:
         if self._choice is not None and self._choice.library:
             args += ["--variant", self._choice.library, "--variant-name", str(self._choice.variant)]
         ready_r, ready_w = os.pipe()
-        stderr = tempfile.TemporaryFile()  # the worker's last words, if it dies while starting
         try:
             proc = subprocess.Popen(
                 [*args, "--ready-fd", str(ready_w)],
                 pass_fds=(ready_w,),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                stderr=stderr,
+                stderr=subprocess.PIPE,
                 start_new_session=True,  # a Ctrl-C in the server's terminal reaches the server, which stops it
             )
         finally:
             os.close(ready_w)
+        last_words: deque[str] = deque(maxlen=8)
+        threading.Thread(target=_relay, args=(proc, last_words), name="llm-worker-stderr", daemon=True).start()
         with self._cond:
             self._proc = proc
         try:
@@ -216,10 +217,8 @@ class Supervisor:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-            stderr.seek(0)
-            words = _tail(stderr.read().decode(errors="replace"))
+            words = " | ".join(last_words) or "(nothing on stderr)"
             raise BackendError(f"the LLM worker did not start ({cpu.exit_reason(proc.returncode)}): {words}")
-        stderr.close()
         log.info("llm worker ready", extra={"pid": proc.pid, "variant": self._choice and self._choice.variant})
         self._set("ready")
 
@@ -269,6 +268,20 @@ class Supervisor:
             elif state == "ready":
                 self._error = ""
             self._cond.notify_all()
+
+
+QUIET = ("load_backend:",)  # llama.cpp's own lines that say nothing an operator needs
+
+
+def _relay(proc: subprocess.Popen[bytes], last_words: deque[str]) -> None:
+    """The worker's stderr to ours (its log lines, a Python traceback), keeping the last lines for errors."""
+    assert proc.stderr is not None
+    for raw in proc.stderr:
+        line = raw.decode(errors="replace").rstrip()
+        last_words.append(line)
+        if line and not line.startswith(QUIET):
+            print(line, file=sys.stderr, flush=True)
+    proc.stderr.close()
 
 
 def _read_line(fd: int, timeout_s: float) -> str:

@@ -222,7 +222,8 @@ def choose(
         with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
             saved = json.loads(cache.read_text())
             if saved.get("key") == key:
-                return Choice(**saved["choice"])
+                c = saved["choice"]
+                return Choice(**{**c, "enabled": tuple(c["enabled"])})  # JSON has no tuples
     tried: dict[str, str] = {}
     for name, _ in VARIANTS:
         if name in libraries and name not in candidates(report, libraries):

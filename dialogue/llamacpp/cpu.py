@@ -91,13 +91,12 @@ def cpu_report() -> CpuReport:
                 flags = set(value.split())
             elif key.strip() == "model name" and not model:
                 model = value.strip()
-    return CpuReport(frozenset(flags), _xcr0() if platform.machine() in ("x86_64", "AMD64") else None, _amx(), model)
+    xcr0 = _xcr0() if "xsave" in flags and platform.machine() in ("x86_64", "AMD64") else None
+    return CpuReport(frozenset(flags), xcr0, _amx(), model)
 
 
 def _xcr0() -> int | None:
     """XCR0 (the register state the OS saves, hence enables), via ``xgetbv`` in a page of executable memory."""
-    if "xsave" not in _flags_quick():
-        return None
     # xor ecx, ecx; xgetbv; shl rdx, 32; or rax, rdx; ret
     code = bytes([0x31, 0xC9, 0x0F, 0x01, 0xD0, 0x48, 0xC1, 0xE2, 0x20, 0x48, 0x09, 0xD0, 0xC3])
     try:
@@ -113,14 +112,6 @@ def _xcr0() -> int | None:
     finally:
         with contextlib.suppress(BufferError):
             page.close()
-
-
-def _flags_quick() -> set[str]:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.partition(":")[2].split())
-    return set()
 
 
 ARCH_REQ_XCOMP_PERM = 0x1023

@@ -14,7 +14,6 @@ It runs on its own thread, so it works the same under any event loop, or none (t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -318,6 +317,4 @@ def _read_line(fd: int, timeout_s: float) -> str:
 
 
 def _tail(text: str, lines: int = 6) -> str:
-    with contextlib.suppress(AttributeError):
-        text = text.strip()
-    return " | ".join(text.splitlines()[-lines:]) or "(nothing on stderr)"
+    return " | ".join(text.strip().splitlines()[-lines:]) or "(nothing on stderr)"

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 State = Literal["starting", "ready", "restarting", "failed", "stopped"]
 WORKER = "dialogue.llamacpp.worker"
+SPIN_COUNT = 300_000  # OpenMP barrier spins before a thread sleeps (libgomp's own default when nothing is set)
 
 
 @dataclass(frozen=True)
@@ -151,10 +152,16 @@ class Supervisor:
 
     @staticmethod
     def _env() -> dict[str, str]:
-        """The worker's environment. OpenMP threads that wait at a barrier sleep instead of spinning (unless the
-        operator says otherwise): the worker shares the cores with ASR, TTS and WebRTC, and on 2 busy cores
-        spinning made a 750-token prompt take 10-37 s instead of ~3 s (measured here)."""
-        return {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+        """The worker's environment. OpenMP threads that wait at a barrier spin a bounded while, then sleep
+        (unless the operator sets OMP_WAIT_POLICY or GOMP_SPINCOUNT): the worker shares the cores with ASR, TTS
+        and WebRTC. Measured in the voice-to-voice bench here: spinning without bound (ACTIVE) starved the rest
+        (23 s per turn); sleeping at once (PASSIVE) made each token wait for a wake-up (5.6-6.2 s p50 over 12
+        turns); a bounded spin was fastest (see docs/architecture.md)."""
+        env = dict(os.environ)
+        if "OMP_WAIT_POLICY" not in env and "GOMP_SPINCOUNT" not in env:
+            env["OMP_WAIT_POLICY"] = "ACTIVE"
+            env["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
+        return env
 
     def _args(self, mode: str) -> list[str]:
         o = self.options

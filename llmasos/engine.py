@@ -23,9 +23,10 @@ from llmasos.errors import ConfigError
 from llmasos.memory_factory import open_memory, open_reflector
 from llmasos.models import ModelStore
 from llmasos.settings import Settings
-from llmasos.voice_factory import endpoint_options, load_asr, load_tts, load_vad, open_listener
+from llmasos.voice_factory import endpoint_options, load_asr, load_tts, load_turn, load_vad, open_listener
 from memory import ChromaMemoryStore, Reflector
 from voice.asr import WhisperASR
+from voice.smart_turn import SmartTurn
 from voice.tts import PiperTTS
 from voice.vad import SileroVAD
 
@@ -44,10 +45,11 @@ class Engine:
     memory: ChromaMemoryStore
     characters: dict[str, Character]
     reflector: Reflector | None = None
+    turn: SmartTurn | None = None  # the end-of-turn model; None: silence alone ends a turn
 
     def services(self, observer: Observer | None = None) -> Services:
         services = Services(
-            open_listener=lambda: open_listener(self.settings, self.vad, self.asr),
+            open_listener=lambda: open_listener(self.settings, self.vad, self.asr, self.turn),
             tts=self.tts,
             memory=self.memory,
             reflect=self.reflector.observe if self.reflector is not None else None,
@@ -113,6 +115,9 @@ def load_engine(settings: Settings, progress: Progress = print) -> Engine:
         raise ConfigError(f"no valid character in {characters_dir(settings)}")
     progress(f"characters: {', '.join(found)}")
     vad = step("VAD (Silero)", lambda: load_vad(settings, store))
+    turn = None
+    if settings.endpoint.end_of_turn == "smart_turn":
+        turn = step("end of turn (Smart Turn)", lambda: load_turn(settings, store))
     asr = step(f"ASR (Whisper {settings.asr.model})", lambda: load_asr(settings, store))
     tts = step("TTS (Piper)", lambda: load_tts(settings, store))
     backend = step(f"LLM ({backend_name(settings)})", lambda: build_backend(settings))
@@ -121,6 +126,8 @@ def load_engine(settings: Settings, progress: Progress = print) -> Engine:
     t0 = time.perf_counter()
     asr.transcribe_sync(np.zeros(16000, dtype=np.float32), final=True)
     tts.synthesize_sync("Ready.")
+    if turn is not None:
+        turn.predict(np.zeros(16000, dtype=np.float32))
     progress(f"warm in {time.perf_counter() - t0:.1f} s")
     reflector = open_reflector(settings, memory, summariser(backend))
-    return Engine(settings, vad, asr, tts, backend, memory, found, reflector)
+    return Engine(settings, vad, asr, tts, backend, memory, found, reflector, turn)

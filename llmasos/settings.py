@@ -79,7 +79,14 @@ class VADSettings(_Section):
 
 
 class EndpointSettings(_Section):
-    min_silence_ms: int = Field(500, ge=100, le=5000)
+    # what ends a turn: "smart_turn" (an audio end-of-turn model judges each pause, see below) or "silence"
+    # (min_silence_ms of silence, whatever was said)
+    end_of_turn: Literal["smart_turn", "silence"] = "smart_turn"
+    turn_model_dir: Path | None = None  # a folder with one Smart Turn v3 .onnx, or the file; None: packaged
+    turn_check_ms: int = Field(200, ge=32, le=2000)  # the model judges a pause once it is this long
+    turn_max_silence_ms: int = Field(1000, ge=100, le=10000)  # a pause judged incomplete ends the turn after this
+    turn_threshold: float = Field(0.5, gt=0.0, lt=1.0)  # the model's probability above which a turn is complete
+    min_silence_ms: int = Field(500, ge=100, le=5000)  # end_of_turn "silence"
     pre_roll_ms: int = Field(300, ge=0, le=2000)
     min_speech_ms: int = Field(150, ge=0, le=5000)
     max_utterance_s: float = Field(20.0, ge=1.0, le=120.0)

@@ -1,20 +1,23 @@
 """Builds voice/'s components from the settings tree and the model registry.
 
-Models load once per process (``load_asr``, ``load_vad``, ``load_tts``); each session then opens its own
+Models load once per process (``load_asr``, ``load_vad``, ``load_turn``, ``load_tts``); each session then opens its own
 listening state (``open_listener``). voice/'s load errors become llmasos ModelErrors here.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from llmasos.errors import ConfigError, ModelError
 from llmasos.models import ModelStore, Role, asr_model_name, resolve
 from llmasos.settings import Settings
 from voice.asr import WhisperASR, WhisperLoadOptions, WhisperOptions
-from voice.endpoint import Endpointer, EndpointOptions
+from voice.endpoint import Endpointer, EndpointOptions, TurnOptions
 from voice.errors import ModelLoadError
 from voice.listener import Listener, ListenerOptions
+from voice.smart_turn import SmartTurn
 from voice.tts import PiperOptions, PiperTTS
-from voice.types import ASR
+from voice.types import ASR, TurnDetector
 from voice.vad import DetectorOptions, SileroVAD
 
 VOICES = {"joe": "piper-joe-medium"}
@@ -35,16 +38,32 @@ def load_asr(settings: Settings, store: ModelStore, model: str | None = None) ->
 
 
 def load_vad(settings: Settings, store: ModelStore) -> SileroVAD:
-    path = resolve(store, Role.VAD, None, settings.vad.model_dir)
-    if path.is_dir():
-        candidates = sorted(path.glob("*.onnx"))
-        if len(candidates) != 1:
-            raise ModelError(str(path), f"vad model_dir {path} must hold exactly one .onnx file")
-        path = candidates[0]
+    path = _one_onnx(resolve(store, Role.VAD, None, settings.vad.model_dir), "vad model_dir")
     try:
         return SileroVAD.load(path)
     except ModelLoadError as exc:
         raise ModelError(path.name, str(exc)) from None
+
+
+def load_turn(settings: Settings, store: ModelStore) -> SmartTurn | None:
+    """The end-of-turn model (None when ``endpoint.end_of_turn`` is "silence")."""
+    ep = settings.endpoint
+    if ep.end_of_turn == "silence":
+        return None
+    path = _one_onnx(resolve(store, Role.TURN, None, ep.turn_model_dir), "endpoint turn_model_dir")
+    try:
+        return SmartTurn.load(path)
+    except ModelLoadError as exc:
+        raise ModelError(path.name, str(exc)) from None
+
+
+def _one_onnx(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        return path
+    candidates = sorted(path.glob("*.onnx"))
+    if len(candidates) != 1:
+        raise ModelError(str(path), f"{what} {path} must hold exactly one .onnx file")
+    return candidates[0]
 
 
 def load_tts(settings: Settings, store: ModelStore) -> PiperTTS:
@@ -89,10 +108,15 @@ def endpoint_options(settings: Settings) -> EndpointOptions:
         max_utterance_s=ep.max_utterance_s,
         cut_search_ms=ep.cut_search_ms,
         detector=DetectorOptions(threshold=vad.threshold, neg_threshold=vad.neg_threshold),
+        turn=TurnOptions(
+            check_ms=ep.turn_check_ms,
+            max_silence_ms=max(ep.turn_check_ms, ep.turn_max_silence_ms),
+            threshold=ep.turn_threshold,
+        ),
     )
 
 
-def open_listener(settings: Settings, vad: SileroVAD, asr: ASR) -> Listener:
+def open_listener(settings: Settings, vad: SileroVAD, asr: ASR, turn: TurnDetector | None = None) -> Listener:
     """One session's listening stage over the shared models."""
     asr_cfg = settings.asr
     options = ListenerOptions(
@@ -101,4 +125,4 @@ def open_listener(settings: Settings, vad: SileroVAD, asr: ASR) -> Listener:
         speculative=asr_cfg.speculative,
         speculate_after_s=asr_cfg.speculate_after_ms / 1000,
     )
-    return Listener(Endpointer(vad.open(), endpoint_options(settings)), asr, options)
+    return Listener(Endpointer(vad.open(), endpoint_options(settings), turn), asr, options)

@@ -1,8 +1,15 @@
-"""The endpointer: VAD decisions into utterances.
+"""The endpointer: VAD decisions (and an end-of-turn model's) into utterances.
 
-An utterance opens when the VAD hears speech (with ``pre_roll`` of the audio before it), survives pauses
-shorter than ``min_silence`` ("Good morning. [0.36 s] Do you have any swords for sale?" stays one turn), and
-ends after ``min_silence`` of silence. Bursts shorter than ``min_speech`` in total are dropped (coughs, clicks)
+An utterance opens when the VAD hears speech (with ``pre_roll`` of the audio before it) and survives pauses.
+When it ends:
+
+- with an end-of-turn model (a TurnDetector such as Smart Turn): after ``turn.check_ms`` of silence the model
+  judges the turn so far (a TurnChecked event). Complete: the utterance ends at once. Incomplete: it waits for
+  more speech, and ends only after ``turn.max_silence_ms`` of silence ("Good morning. [0.36 s] Do you have any
+  swords for sale?" stays one turn, "Do you have any swords for sale?" ends 0.2 s after its last word).
+- without one: after ``min_silence`` of silence, whatever was said.
+
+Bursts shorter than ``min_speech`` in total are dropped (coughs, clicks)
 and never announced. An utterance that reaches ``max_utterance`` is cut at its quietest window of the last
 ``cut_search`` and continues as the next piece: long speech is transcribed piece by piece, never dropped.
 
@@ -24,6 +31,9 @@ from voice.types import (
     SpeechPaused,
     SpeechResumed,
     SpeechStarted,
+    TurnChecked,
+    TurnDetector,
+    TurnVerdict,
     Utterance,
     UtteranceReason,
     VADStream,
@@ -32,28 +42,44 @@ from voice.vad import DetectorOptions, SpeechDetector
 
 
 @dataclass(frozen=True)
+class TurnOptions:
+    """When an end-of-turn model is asked, above which probability a turn is complete, and how long an
+    utterance it judged incomplete may stay silent."""
+
+    check_ms: int = 200
+    max_silence_ms: int = 1000
+    threshold: float = 0.5
+
+
+@dataclass(frozen=True)
 class EndpointOptions:
-    min_silence_ms: int = 500
+    min_silence_ms: int = 500  # the end without an end-of-turn model
     pre_roll_ms: int = 300
     min_speech_ms: int = 150
     max_utterance_s: float = 20.0
     cut_search_ms: int = 2000  # where to look for the quietest point when cutting a long utterance
     detector: DetectorOptions = DetectorOptions()
+    turn: TurnOptions = TurnOptions()
 
 
 class Endpointer:
-    """Feed 16 kHz mono float32 of any chunk size; get SpeechStarted, SpeechPaused, SpeechResumed and
-    Utterance events."""
+    """Feed 16 kHz mono float32 of any chunk size; get SpeechStarted, SpeechPaused, SpeechResumed, TurnChecked
+    and Utterance events. ``turn``: the end-of-turn model (None: silence alone ends an utterance)."""
 
-    def __init__(self, vad: VADStream, options: EndpointOptions = EndpointOptions()) -> None:
+    def __init__(
+        self, vad: VADStream, options: EndpointOptions = EndpointOptions(), turn: TurnDetector | None = None
+    ) -> None:
         self._vad = vad
         self._opts = options
+        self._turn = turn
         self._win = vad.window_samples
         self._win_s = self._win / ASR_RATE
         self._detector = SpeechDetector(self._win_s, options.detector)
         self._pad = self._windows(options.pre_roll_ms / 1000)  # pre-roll, and trailing silence kept
         self._pre_roll: deque[Samples] = deque(maxlen=self._pad)
         self._min_silence = max(1, self._windows(options.min_silence_ms / 1000))
+        self._check = max(1, self._windows(options.turn.check_ms / 1000))
+        self._max_silence = max(self._check, self._windows(options.turn.max_silence_ms / 1000))
         self._min_speech = self._windows(options.min_speech_ms / 1000)
         self._max_windows = max(2, self._windows(options.max_utterance_s))
         self._cut_search = max(1, min(self._windows(options.cut_search_ms / 1000), self._max_windows // 2))
@@ -74,6 +100,7 @@ class Endpointer:
         self._silence_windows = 0
         self._announced = False
         self._pause_announced = False
+        self._verdict: TurnVerdict | None = None  # the end-of-turn model's verdict that completes the pause
 
     @property
     def in_speech(self) -> bool:
@@ -157,6 +184,7 @@ class Endpointer:
         if speaking:
             self._speech_windows += 1
             self._silence_windows = 0
+            self._verdict = None
             if self._pause_announced:
                 self._pause_announced = False
                 events.append(SpeechResumed(t * self._win_s))
@@ -166,11 +194,24 @@ class Endpointer:
             if self._announced and any(e.kind == "speech_end" for e in vad_events):
                 self._pause_announced = True
                 events.append(SpeechPaused(t * self._win_s))
-            if self._silence_windows >= self._min_silence:
+            if self._pause_ends(t, events):
                 self._end_by_silence(events)
                 return
         if len(self._audio) >= self._max_windows:
             self._cut(events)
+
+    def _pause_ends(self, t: int, events: list[EndpointEvent]) -> bool:
+        """The current pause ends the utterance now (it may ask the end-of-turn model)."""
+        silence = self._silence_windows
+        if self._turn is None:
+            return silence >= self._min_silence
+        if silence == self._check and self._speech_windows >= self._min_speech:
+            verdict = self._turn.predict(np.concatenate(self._audio))
+            complete = verdict.probability > self._opts.turn.threshold
+            self._verdict = verdict if complete else None
+            events.append(TurnChecked((t + 1) * self._win_s, silence * self._win_s, verdict, complete))
+            return complete
+        return silence >= self._max_silence
 
     def _maybe_announce(self, t: int, events: list[EndpointEvent]) -> None:
         if not self._announced and self._speech_windows >= max(1, self._min_speech):
@@ -204,6 +245,8 @@ class Endpointer:
         windows = max(1, min(windows, len(self._audio)))
         audio = np.concatenate(self._audio[:windows])
         start_s = self._start_window * self._win_s
+        trailing = self._silence_windows if reason != "max_length" else 0
+        speech_end = start_s + max(0, len(self._audio) - trailing) * self._win_s
         if not self._announced:
             self._announced = True
             events.append(SpeechStarted(start_s))
@@ -214,6 +257,8 @@ class Endpointer:
                 end_s=start_s + windows * self._win_s,
                 reason=reason,
                 index=self._index,
+                speech_end_s=min(speech_end, start_s + windows * self._win_s),
+                verdict=self._verdict if reason == "silence" else None,
             )
         )
         self._index += 1

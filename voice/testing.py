@@ -1,7 +1,8 @@
 """Fakes of voice/'s protocols and synthetic signals, for tests here and in the packages that compose voice/.
 
 ScriptedVADStream (probabilities from a script), EnergyVAD/EnergyVADStream (speech = loud windows), FakeASR
-(records calls, can be held on a gate), FakeTTS (a tone per sentence). No models.
+(records calls, can be held on a gate), FakeTTS (a tone per sentence), ScriptedTurnDetector (end-of-turn
+verdicts from a script). No models.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy.typing as npt
 
 from voice.audio import float_to_s16
 from voice.sentences import SentenceSplitter
-from voice.types import ASR_RATE, Samples, Transcript, TTSChunk
+from voice.types import ASR_RATE, Samples, Transcript, TTSChunk, TurnVerdict
 
 WINDOW = 512
 WINDOW_S = WINDOW / ASR_RATE
@@ -67,6 +68,22 @@ class EnergyVADStream:
 class EnergyVAD:
     def open(self) -> EnergyVADStream:
         return EnergyVADStream()
+
+
+class ScriptedTurnDetector:
+    """The scripted probability for each pause it is asked about, in order (``default`` once the script runs
+    out); records the length of the audio of every call."""
+
+    def __init__(self, script: Sequence[float] = (), default: float = 1.0) -> None:
+        self._script = list(script)
+        self._default = default
+        self.calls: list[int] = []
+
+    def predict(self, audio: Samples) -> TurnVerdict:
+        n = len(self.calls)
+        self.calls.append(len(audio))
+        p = self._script[n] if n < len(self._script) else self._default
+        return TurnVerdict(probability=p)
 
 
 class FakeASR:

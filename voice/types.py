@@ -65,6 +65,26 @@ class SpeechResumed:
     at_s: float
 
 
+@dataclass(frozen=True)
+class TurnVerdict:
+    """An end-of-turn model's judgement of a pause: the ``probability`` that the speaker has finished."""
+
+    probability: float
+    compute_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class TurnChecked:
+    """The end-of-turn model judged the pause at ``at_s`` (after ``silence_s`` of it): ``complete`` (its
+    probability above the endpointer's threshold) ends the utterance now; incomplete waits for more speech,
+    up to the longer silence."""
+
+    at_s: float
+    silence_s: float
+    verdict: TurnVerdict
+    complete: bool
+
+
 UtteranceReason = Literal["silence", "max_length", "end_of_stream"]
 
 
@@ -81,13 +101,15 @@ class Utterance:
     end_s: float
     reason: UtteranceReason
     index: int  # 0, 1, ... per endpointer
+    speech_end_s: float | None = None  # where the speech in it ended (its last speech window); None: at end_s
+    verdict: TurnVerdict | None = None  # the end-of-turn model's verdict that ended it (None: silence did)
 
     @property
     def duration_s(self) -> float:
         return len(self.audio) / ASR_RATE
 
 
-EndpointEvent = SpeechStarted | SpeechPaused | SpeechResumed | Utterance
+EndpointEvent = SpeechStarted | SpeechPaused | SpeechResumed | TurnChecked | Utterance
 
 
 @dataclass(frozen=True)
@@ -162,6 +184,13 @@ class VAD(Protocol):
     def open(self) -> VADStream: ...
 
 
+class TurnDetector(Protocol):
+    """A loaded end-of-turn model, shared by sessions: has the speaker finished, judged from the audio of
+    the turn so far (16 kHz mono float32, ending in the pause). Synchronous: call it off the event loop."""
+
+    def predict(self, audio: Samples) -> TurnVerdict: ...
+
+
 class ASR(Protocol):
     """A loaded speech recogniser, shared by sessions. Decoding runs off the event loop."""
 
@@ -191,6 +220,9 @@ __all__ = [
     "SpeechStarted",
     "TTSChunk",
     "Transcript",
+    "TurnChecked",
+    "TurnDetector",
+    "TurnVerdict",
     "Utterance",
     "UtteranceReason",
     "VADEvent",

@@ -127,7 +127,7 @@ async def _turns(settings: Settings, vad: Any, asr: Any, audio: Samples, specula
     delays: list[float] = []
     async for event in listener.run(mic()):
         if isinstance(event, Utterance):
-            ends[event.index] = event.end_s - pad_s
+            ends[event.index] = event.speech_end_s if event.speech_end_s is not None else event.end_s - pad_s
         elif isinstance(event, Transcript) and event.final:
             speech_end = fed[min(len(fed) - 1, int(ends[event.utterance] / 0.02))]
             delays.append(time.perf_counter() - speech_end)

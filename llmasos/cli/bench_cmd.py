@@ -1,4 +1,4 @@
-"""`llmasos bench voice|dialogue`: measure speed and memory; write JSON and a Markdown table."""
+"""`llmasos bench voice|dialogue|latency|turn`: measure speed and memory; write JSON and a Markdown table."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ def register(sub: Any) -> None:
     )
     d.add_argument("--skip-memory", action="store_true", help="measure the LLMs only; keep the memory results")
     d.set_defaults(handler=_run_dialogue)
+    t = bsub.add_parser("turn", help="end of turn: false cut-offs against endpoint latency, silence vs Smart Turn")
+    t.add_argument("--json", type=Path, default=Path("bench/results/turn.json"))
+    t.add_argument("--markdown", type=Path, default=Path("bench/results/turn.md"))
+    t.set_defaults(handler=_run_turn)
     lat = bsub.add_parser("latency", help="voice-to-voice and barge-in at the client, N sessions, per-stage join")
     lat.add_argument("--url", default=None, help="a running server (default: start one)")
     lat.add_argument("--sessions", type=int, default=1)
@@ -62,3 +66,9 @@ def _run_dialogue(args: argparse.Namespace, settings: Settings) -> int:
     from llmasos.bench import dialogue
 
     return dialogue.run(args, settings)
+
+
+def _run_turn(args: argparse.Namespace, settings: Settings) -> int:
+    from llmasos.bench import turn
+
+    return turn.run(args, settings)

@@ -160,6 +160,7 @@ class Conversation:
         self._turns = 0
         self._held: _Held | None = None
         self._merged: set[int] = set()  # turns whose words a later turn answers together with what followed
+        self._carried = ""  # words whose reply was dropped when the player went on; answered with what follows
         self._audio_s = 0.0  # seconds of microphone audio read so far
         self._background: set[asyncio.Task[None]] = set()  # memory writes and warm-up of this session
         rate = options.memory_writes_per_min / 60.0
@@ -230,6 +231,7 @@ class Conversation:
                 with contextlib.suppress(RuntimeError):  # still running in a listener's task: it goes with it
                     await frames.aclose()
             self._drop_held()  # its utterance belonged to the broken listener
+            self._answer_carried()  # and so did any speech that carried a reply over
             if self._audio_s == state.opened_at_s:
                 log.error("listening stopped: the listener fails before reading any audio")
                 await self._t.closed.wait()
@@ -246,8 +248,9 @@ class Conversation:
         elif isinstance(event, Utterance):
             held = self._held
             timeline = held.turn.timeline if held is not None and held.utterance == event.index else Timeline()
-            # the utterance keeps pre_roll_ms of trailing silence after the speech
-            speech_end_s = event.end_s - self._opts.endpoint.pre_roll_ms / 1000
+            speech_end_s = event.speech_end_s
+            if speech_end_s is None:  # an utterance that does not say: it keeps pre_roll_ms of trailing silence
+                speech_end_s = event.end_s - self._opts.endpoint.pre_roll_ms / 1000
             timeline.mark("speech_end", self._clock_at(state.opened_at_s + speech_end_s, now))
             timeline.mark("endpoint", now)
             state.timelines[event.index] = timeline
@@ -274,6 +277,7 @@ class Conversation:
                 return
             self._drop_held()  # other words (or none): the reply to the guess is not this one
             if not text:
+                self._answer_carried()
                 return
             self._t.send(TranscriptMessage(text=text, final=True, turn=self._turns + 1))
             self.transcripts.append(text)
@@ -288,6 +292,7 @@ class Conversation:
         if not event.final:
             self._error("asr_failed", "live transcription failed; the final transcript is still to come")
             return
+        self._answer_carried()
         state.timelines.pop(event.utterance, None)
         held = self._held
         if held is not None and held.utterance == event.utterance:
@@ -317,9 +322,30 @@ class Conversation:
 
     def _on_speech_started(self) -> None:
         turn = self._turn
-        if turn is not None and turn.speaking:
+        if turn is None:
+            return
+        if turn.speaking:
             log.info("barge-in", extra={"turn": turn.number})
             self._interrupt()
+        else:
+            self._carry_over(turn)
+
+    def _carry_over(self, turn: Turn) -> None:
+        """The player goes on before the reply began (an end of turn that was not one): the reply is dropped
+        unheard, and what it answered is answered together with what they say next. The model stops at once
+        (on a small machine, a reply nobody will hear would slow the next one and the speech recognition)."""
+        if self._turn_user_text:
+            self._carried = f"{self._carried} {self._turn_user_text}".strip()
+            self._merged.add(turn.number)
+        self._interrupt()
+
+    def _answer_carried(self) -> None:
+        """The player's speech after a carried-over reply came to nothing (no words): answer what was carried."""
+        carried, self._carried = self._carried, ""
+        if carried:
+            timeline = Timeline()
+            timeline.mark("speech_end")
+            self._start_turn(carried, lambda turn: self._reply(carried, timeline, turn), timeline)
 
     async def _handle_messages(self) -> None:
         async for item in self._t.messages():
@@ -349,7 +375,10 @@ class Conversation:
         log.debug("player said", extra={"text": text, "typed": typed})  # transcripts: debug logging only
         self._drop_held()
         turn = self._turn
-        if turn is not None and not turn.speaking and self._turn_user_text and not typed:
+        carried, self._carried = self._carried, ""
+        if carried:  # the reply to the words before these was dropped when the player went on: answer all of it
+            text = f"{carried} {text}"
+        elif turn is not None and not turn.speaking and self._turn_user_text and not typed:
             # the user went on before the reply started: answer everything they said, once
             text = f"{self._turn_user_text} {text}"
             self._merged.add(turn.number)
@@ -438,6 +467,12 @@ class Conversation:
         self._turn = turn
         self._turn_user_text = user_text or ""
         self._turn_task = asyncio.create_task(self._run_turn(turn, user_text, previous), name=f"turn-{turn.number}")
+        self._turn_task.add_done_callback(lambda _: self._finish_unstarted(turn, user_text))
+
+    def _finish_unstarted(self, turn: Turn, user_text: str | None) -> None:
+        """A turn cancelled before its task ran (a reply dropped at once) never reached its own cleanup."""
+        if not turn.finished:
+            self._finish(turn, user_text, "interrupted", asked=False)
 
     async def _run_turn(self, turn: Turn, user_text: str | None, previous: asyncio.Task[None] | None) -> None:
         exchanges = -1  # the dialogue history's exchanges before this turn's reply
@@ -480,6 +515,7 @@ class Conversation:
                 self._t.send(StateMessage(state="listening", turn=turn.number))
 
     def _finish(self, turn: Turn, user_text: str | None, outcome: str, *, asked: bool) -> None:
+        turn.finished = True
         merged = turn.number in self._merged
         self._merged.discard(turn.number)
         if not turn.released:  # a preemptive reply the player never got: no trace
@@ -504,20 +540,21 @@ class Conversation:
         if outcome != "done" and turn.speaking:
             self._t.speaker.clear()
             self._t.send(InterruptedMessage(turn=turn.number, heard=heard))
+        carried = user_text is not None and merged and not turn.speaking  # a later turn answers these words
         if user_text is not None:
-            if merged and asked and not turn.speaking:
-                self._manager.retract(user_text)  # the next turn answers these words with what followed
-            else:
+            if carried and asked:
+                self._manager.retract(user_text)
+            elif not carried:
                 self._manager.heard(len(heard))
             superseded = self._turn is not turn and not turn.speaking
-            if not superseded:
+            if not superseded and not carried:
                 self._remember(user_text, heard)
         self._t.send(MetricsMessage(turn=turn.number, timeline_ms=turn.timeline.relative_ms()))
-        self._s.observer.turn_finished(dict(turn.timeline.marks), outcome)
+        self._s.observer.turn_finished(dict(turn.timeline.marks), "merged" if carried else outcome)
         if self._turn is turn:
             self._turn = None
             self._t.send(StateMessage(state="listening", turn=turn.number))
-            if user_text is not None:  # while the player listens and thinks: the next prompt's prefix
+            if user_text is not None and not carried:  # while the player listens and thinks: the next prompt's prefix
                 self._spawn(self._manager.warm(), "conversation-warm-prompt")
 
     def _remember(self, user_text: str, heard: str) -> None:

@@ -96,6 +96,7 @@ class Turn:
         self.timeline = timeline or Timeline()
         self.text = ""  # the spoken reply text so far (what TTS was given)
         self.speaking = False  # audio of this turn has been written to the speaker
+        self.finished = False  # its conversation has cleaned up after it
         self._start_sample = speaker.written_samples
         # heard text: word i is heard once the speaker has played up to _word_ends[i] (absolute samples);
         # the reply text up to _word_chars[i] is then heard

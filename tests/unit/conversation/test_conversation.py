@@ -109,6 +109,42 @@ async def test_speech_before_the_reply_starts_is_answered_together() -> None:
     assert said == ["The player said: Good morning. Do you have any swords?"]
 
 
+async def test_a_reply_not_begun_when_the_player_goes_on_is_dropped_and_answered_with_what_follows() -> None:
+    # the end-of-turn model ended "Good morning." at a pause, and the player goes on: the reply to it stops
+    # unheard, and the player's next words are answered together with it
+    conv, t, listener, memory, manager = make_conversation("Yes. We have swords.")
+    task = await start(conv)
+    listener.events.put_nowait(Transcript("Good morning.", "en", final=True, utterance=0))
+    listener.events.put_nowait(SpeechStarted(at_s=1.4))
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "listening" and m.get("turn") == 1)
+    assert t.speaker.written_samples == 0  # not a sound of it
+    assert "speaking" not in [m["state"] for m in t.of("state")]
+    assert manager.history == ()  # nor a word of it in the history
+    listener.events.put_nowait(Transcript("Do you have any swords?", "en", final=True, utterance=1))
+    final = await play_until_final(t)
+    t.closed.set()
+    await task
+    assert final["turn"] == 2 and final["text"] == "Yes. We have swords."
+    assert not t.of("interrupted")  # nothing was heard, so nothing was interrupted
+    said = [m.text for m in memory.items if m.text.startswith("The player said")]
+    assert said == ["The player said: Good morning. Do you have any swords?"]
+    assert [e.text for e in manager.history] == ["Good morning. Do you have any swords?", "Yes. We have swords."]
+
+
+async def test_a_dropped_reply_is_made_again_when_the_player_s_speech_had_no_words() -> None:
+    conv, t, listener, memory, _ = make_conversation("Yes. We have swords.")
+    task = await start(conv)
+    listener.events.put_nowait(Transcript("Good morning.", "en", final=True, utterance=0))
+    listener.events.put_nowait(SpeechStarted(at_s=1.4))  # a cough, a noise: ASR finds no words in it
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "listening" and m.get("turn") == 1)
+    listener.events.put_nowait(Transcript("", "en", final=True, utterance=1))
+    final = await play_until_final(t)
+    assert final["text"] == "Yes. We have swords." and final["turn"] == 2
+    t.closed.set()
+    await task
+    assert [m.text for m in memory.items] == ["The player said: Good morning.", "Brom said: Yes. We have swords."]
+
+
 async def test_closing_mid_reply_stores_what_was_heard() -> None:
     conv, t, _, memory, _ = make_conversation("Alpha beta gamma delta epsilon zeta eta theta.")
     task = await start(conv)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -73,6 +74,10 @@ class DialogueManager:
         self._history: list[HistoryEntry] = []
         self._exchanges = 0
         self._last_done: ReplyDone | None = None
+        # an engine that keeps computed prompts keeps this conversation's where its next request finds it
+        self._engine_kwargs: dict[str, Any] = (
+            {"affinity": f"{character.id}/{uuid.uuid4().hex[:12]}"} if backend.prefix_cache else {}
+        )
 
     @property
     def character(self) -> Character:
@@ -175,7 +180,7 @@ class DialogueManager:
         tool_drops = 0
         finish = ""
         try:
-            async with contextlib.aclosing(model.astream(messages)) as stream:
+            async with contextlib.aclosing(model.astream(messages, **self._engine_kwargs)) as stream:
                 async for chunk in stream:
                     if reply.on_first_token is not None and (_text(chunk) or getattr(chunk, "tool_call_chunks", None)):
                         reply.on_first_token()
@@ -219,7 +224,7 @@ class DialogueManager:
             return
         prefix = build_messages(self._prompt("", (), ""))[:-1]  # all but the next player message
         try:
-            await self._backend.model.ainvoke(prefix, max_new_tokens=1, background=True)
+            await self._backend.model.ainvoke(prefix, max_new_tokens=1, background=True, **self._engine_kwargs)
         except Exception as exc:  # preempted by a reply, or the model is down: the reply computes it all
             log.debug("prompt warm-up skipped", extra={"reason": repr(exc)})
 

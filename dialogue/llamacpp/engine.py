@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import logging
 import os
 import threading
 import time
@@ -30,6 +31,8 @@ from typing import Any
 from dialogue.llamacpp.protocol import Done, Request
 
 Chat = list[tuple[str, str]]  # (role, content) of each message
+
+log = logging.getLogger("dialogue.llamacpp.engine")
 
 QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "f16": "LLAMA_FTYPE_MOSTLY_F16"}
 
@@ -129,6 +132,19 @@ class _Slot:
         self.chat: Chat = []
         self.affinity: str | None = None
         self.used = 0.0  # time.monotonic() of its last request
+        self.request: Request | None = None  # the request using it now, and the event that stops that one
+        self.halt: threading.Event | None = None
+
+    def ending_for(self, request: Request) -> bool:
+        """Busy with a request that ends within a batch of tokens once ``request`` (a foreground one) waits: a
+        background one (preempted), one whose client hung up, or the same conversation's previous request (a
+        conversation sends its next request only after hanging up on the last one)."""
+        mine = self.request
+        if mine is None:
+            return False
+        if mine.priority == "background" or (self.halt is not None and self.halt.is_set()):
+            return True
+        return request.affinity is not None and mine.affinity == request.affinity
 
     def worth(self, chat: Chat) -> int:
         """Messages of ``chat`` found in the cache, less the cached messages it would throw away (a reply at
@@ -156,33 +172,40 @@ class ContextPool:
         with self._cond:
             return sum(slot.busy for slot in self.slots)
 
-    def take(self, request: Request, chat: Chat) -> _Slot:
-        """The free context worth the most to ``chat``; waits for one. A background request never waits in
-        front of a foreground one: it raises Preempted while any is in the house."""
+    def take(self, request: Request, chat: Chat, halt: threading.Event | None = None) -> _Slot:
+        """The free context worth the most to ``chat``; waits for one. A foreground request also waits for a
+        busy context worth more that is about to be free (``_Slot.ending_for``) rather than compute its prompt
+        again elsewhere. A background request never waits in front of a foreground one: it raises Preempted
+        while any is in the house."""
         background = request.priority == "background"
+
+        def rank(s: _Slot) -> tuple[int, bool, float]:
+            return (s.worth(chat), request.affinity is not None and s.affinity == request.affinity, -s.used)
+
         with self._cond:
             if background and self.foreground:
                 raise Preempted("a conversation turn is using the model")
             if not background:
                 self.foreground += 1
             while True:
+                if background and self.foreground:  # one came while this waited
+                    raise Preempted("a conversation turn is using the model")
                 free = [slot for slot in self.slots if not slot.busy]
-                if free:
-                    slot = max(
-                        free,
-                        key=lambda s: (
-                            s.worth(chat),
-                            request.affinity is not None and s.affinity == request.affinity,
-                            -s.used,
-                        ),
-                    )
-                    slot.busy = True
-                    return slot
+                ending = [] if background else [s for s in self.slots if s.busy and s.ending_for(request)]
+                best = max(free, key=rank) if free else None
+                if best is not None and not any(s.worth(chat) > best.worth(chat) for s in ending):
+                    best.busy, best.request, best.halt = True, request, halt
+                    return best
                 self._cond.wait()
+
+    def poke(self) -> None:
+        """A busy context's request was stopped: waiters look again."""
+        with self._cond:
+            self._cond.notify_all()
 
     def give_back(self, slot: _Slot, request: Request, chat: Chat) -> None:
         with self._cond:
-            slot.busy = False
+            slot.busy, slot.request, slot.halt = False, None, None
             slot.chat = chat
             slot.affinity = request.affinity
             slot.used = time.monotonic()
@@ -226,14 +249,40 @@ class Engine:
         """The reply's pieces of text, then Done. Raises Halted, Preempted, ValueError (a bad request)."""
         chat: Chat = [(m[0], m[1]) for m in request.messages]
         t0 = time.perf_counter()
-        slot = self.pool.take(request, chat)
+        slot = self.pool.take(request, chat, halt)
+        waited, others = time.perf_counter() - t0, self.pool.busy() - 1
         reply: list[str] = []
         computed = False  # the whole prompt was computed
+        outcome = "failed"
+        done: Done | None = None
         try:
             for item in self._run(slot.llm, request, chat, halt, reply, t0):
                 computed = True
+                if isinstance(item, Done):
+                    done = item
                 yield item
+            outcome = "done"
+        except Halted:
+            outcome = "halted"
+            raise
+        except Preempted:
+            outcome = "preempted"
+            raise
         finally:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "request %s %s: waited %.0f ms for a context (then %d other busy), prompt %s tokens "
+                    "(%s cached), first piece %s ms, %d pieces, %.0f ms in all",
+                    request.priority,
+                    outcome,
+                    waited * 1000,
+                    others,
+                    done.input_tokens if done else "?",
+                    done.cached_tokens if done else "?",
+                    done.first_ms if done else "?",
+                    len(reply),
+                    (time.perf_counter() - t0) * 1000,
+                )
             # what the cache holds now: the prompt and the reply as far as it got (a prompt stopped part way:
             # at most the messages before the last)
             self.pool.give_back(slot, request, [*chat, ("assistant", "".join(reply))] if computed else chat[:-1])

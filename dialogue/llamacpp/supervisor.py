@@ -211,6 +211,8 @@ class Supervisor:
         """Start the worker and wait until it says it is ready (or dies, or times out)."""
         o = self.options
         args = [*self._args("serve"), "--socket", str(self.socket)]
+        if log.isEnabledFor(logging.DEBUG):
+            args += ["--log-level", "debug"]  # one line per request: waits, cache, speed, how it ended
         if self._choice is not None and self._choice.library:
             args += ["--variant", self._choice.library, "--variant-name", str(self._choice.variant)]
         ready_r, ready_w = os.pipe()

@@ -82,6 +82,7 @@ async def _handle(engine: Engine, info: Info, reader: asyncio.StreamReader, writ
                 await writer.drain()
         finally:
             halt.set()
+            engine.pool.poke()
             hangup.cancel()
             await asyncio.to_thread(thread.join)
     except (ConnectionError, BrokenPipeError):
@@ -156,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--halt-batch", type=int, default=64)
     parser.add_argument("--source", default="", help="prepare: the file to re-encode")
     parser.add_argument("--quant", default="q8_0", help="prepare: q8_0 or f16")
+    parser.add_argument("--log-level", choices=["debug", "warning"], default="warning")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="llm worker: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=args.log_level.upper(), format="llm worker: %(message)s", stream=sys.stderr)
     if args.mode == "prepare":
         reencode(Path(args.source), Path(args.model), args.quant, args.threads)
     elif args.mode == "probe":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -147,3 +148,65 @@ def test_an_affinity_key_breaks_ties_between_equally_good_contexts() -> None:
     pool.give_back(b, bob, [])  # bob's context is now the most recently used ...
     pool.give_back(a, ann, [])
     assert pool.take(bob, [("user", "z")]) is b  # ... but nothing is cached either way: bob gets his own
+
+
+def _waiting(pool: Any, waiters: int) -> None:
+    """Until ``waiters`` threads wait on the pool (a state, not a duration: fails after 10 s)."""
+    deadline = time.monotonic() + 10
+    while len(pool._cond._waiters) < waiters:
+        assert time.monotonic() < deadline, "no request waited for a context"
+
+
+def test_a_reply_waits_for_the_context_holding_its_prompt_when_that_one_is_ending() -> None:
+    from dialogue.llamacpp.engine import ContextPool, _Slot
+    from dialogue.llamacpp.protocol import Request
+
+    pool = ContextPool([_Slot(object()), _Slot(object())])
+    ann = [("system", "You are Brom."), ("user", "Hi, I am Ann.")]
+    guess, final = Request(messages=(), affinity="ann"), Request(messages=(), affinity="ann")
+    warm = pool.take(guess, ann)  # the reply to a guess at what Ann said, in progress
+    pool.give_back(warm, guess, [*ann, ("assistant", "Hello")])
+    held = pool.take(guess, [*ann, ("assistant", "Hello"), ("user", "Any swords")])
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(pool.take(final, [*ann, ("assistant", "Hello")])))
+    waiter.start()
+    _waiting(pool, 1)  # the other context is free, but it holds nothing of Ann's
+    pool.give_back(held, guess, [*ann, ("assistant", "Hello")])  # the guess was dropped
+    waiter.join(10)
+    assert got == [held]
+
+
+def test_a_reply_does_not_wait_for_another_conversation_s_reply() -> None:
+    from dialogue.llamacpp.engine import ContextPool, _Slot
+    from dialogue.llamacpp.protocol import Request
+
+    pool = ContextPool([_Slot(object()), _Slot(object())])
+    shared = [("system", "You are Brom.")]
+    bob, ann = Request(messages=(), affinity="bob"), Request(messages=(), affinity="ann")
+    first = pool.take(bob, shared)
+    pool.give_back(first, bob, shared)
+    busy = pool.take(bob, [*shared, ("user", "Bob here.")])
+    assert pool.take(ann, [*shared, ("user", "Hi.")]) is not busy  # Bob's reply goes on: Ann computes hers
+
+
+@pytest.mark.parametrize("stopped", ["halted", "background"])
+def test_a_reply_waits_for_a_stopped_request_or_a_summary_holding_its_prompt(stopped: str) -> None:
+    from dialogue.llamacpp.engine import ContextPool, _Slot
+    from dialogue.llamacpp.protocol import Request
+
+    pool = ContextPool([_Slot(object()), _Slot(object())])
+    ann = [("system", "You are Brom."), ("user", "Hi.")]
+    other = Request(messages=(), priority="background" if stopped == "background" else "foreground")
+    halt = threading.Event()
+    warm = pool.take(other, ann)
+    pool.give_back(warm, other, ann)
+    busy = pool.take(other, ann, halt)
+    if stopped == "halted":
+        halt.set()
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(pool.take(Request(messages=()), [*ann, ("user", "x")])))
+    waiter.start()
+    _waiting(pool, 1)
+    pool.give_back(busy, other, ann)
+    waiter.join(10)
+    assert got == [busy]

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from dialogue.errors import DialogueError
 from dialogue.manager import DialogueManager
 from dialogue.types import Character, ReplyDone, ReplyEvent, ReplySentence
+from llmasos.activity import Activity, Yielded
 from llmasos.chat import heard_lines
 from llmasos.turn import Speaker, Timeline, Turn, speak_text
 from memory.errors import MemoryRecallError, MemoryStoreError
@@ -56,6 +57,8 @@ from voice.listener import DecodeFailed, ListenEvent
 from voice.types import TTS, AudioFrame, SpeechPaused, SpeechResumed, SpeechStarted, Transcript, Utterance
 
 log = logging.getLogger(__name__)
+
+WARM_TASK = "conversation-warm-prompt"
 
 
 class Transport(Protocol):
@@ -106,6 +109,8 @@ class Services:
     observer: Observer = _NoObserver()
     # memory reflection: sees every heard line (character, player, line); summarises them in the background
     reflect: Callable[[str, str, str], None] | None = None
+    # whether any session is active; shared by a server's sessions (background model work waits for none)
+    activity: Activity = field(default_factory=Activity)
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,8 @@ class Conversation:
         self._held: _Held | None = None
         self._merged: set[int] = set()  # turns whose words a later turn answers together with what followed
         self._carried = ""  # words whose reply was dropped when the player went on; answered with what follows
+        self._in_speech = False  # an utterance is open
+        self._speaking = False  # ... or one is still being transcribed
         self._audio_s = 0.0  # seconds of microphone audio read so far
         self._background: set[asyncio.Task[None]] = set()  # memory writes and warm-up of this session
         rate = options.memory_writes_per_min / 60.0
@@ -183,7 +190,7 @@ class Conversation:
         self._spawn(warm_memory(), "conversation-warm-memory")
         if self._opts.greet and self._character.greeting:
             self._start_turn(None, lambda _: speak_text(self._character.greeting), Timeline())
-        self._spawn(self._manager.warm(), "conversation-warm-prompt")  # the character's prompt, during the greeting
+        self._spawn(self._warm(), WARM_TASK)  # the character's prompt, during the greeting
         tasks = [
             asyncio.create_task(self._listen(), name="conversation-listen"),
             asyncio.create_task(self._handle_messages(), name="conversation-messages"),
@@ -199,6 +206,8 @@ class Conversation:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self._in_speech = self._speaking = False
+            self._s.activity.set(self, False)
             await self._cancel_turn()
 
     # ---- input ---------------------------------------------------------------------------------------------------
@@ -231,13 +240,35 @@ class Conversation:
                 with contextlib.suppress(RuntimeError):  # still running in a listener's task: it goes with it
                     await frames.aclose()
             self._drop_held()  # its utterance belonged to the broken listener
+            self._in_speech = self._speaking = False
             self._answer_carried()  # and so did any speech that carried a reply over
+            self._sync_activity()
             if self._audio_s == state.opened_at_s:
                 log.error("listening stopped: the listener fails before reading any audio")
                 await self._t.closed.wait()
                 return
 
     def _on_listen_event(self, event: ListenEvent, state: _Listening) -> None:
+        try:
+            self._on_heard(event, state)
+        finally:
+            if isinstance(event, SpeechStarted | Utterance):
+                self._in_speech = isinstance(event, SpeechStarted)
+            # the player speaks, or what they said is still being transcribed
+            self._speaking = self._in_speech or bool(state.timelines)
+            self._sync_activity()
+
+    def _sync_activity(self) -> None:
+        """Tell the server whether this session is active: its player speaks, or a reply to them is under way
+        (a greeting is not: it needs no model, and the character's prompt is computed meanwhile)."""
+        self._s.activity.set(self, self._speaking or (self._turn is not None and bool(self._turn_user_text)))
+
+    async def _warm(self) -> None:
+        """The next prompt's prefix, computed while no session is active (stopped when one becomes active)."""
+        with contextlib.suppress(Yielded):
+            await self._s.activity.run(self._manager.warm)
+
+    def _on_heard(self, event: ListenEvent, state: _Listening) -> None:
         now = time.monotonic()
         if isinstance(event, SpeechStarted):
             self._on_speech_started()
@@ -356,6 +387,12 @@ class Conversation:
                 self._error("message_failed", f"could not handle that message: {exc}")
 
     def _on_message(self, item: ClientMessage | ProtocolError) -> None:
+        try:
+            self._on_client_message(item)
+        finally:
+            self._sync_activity()
+
+    def _on_client_message(self, item: ClientMessage | ProtocolError) -> None:
         if isinstance(item, ProtocolError):
             self._error(item.code, item.message)
         elif isinstance(item, TextMessage):
@@ -513,6 +550,7 @@ class Conversation:
             self._turn, self._turn_user_text = None, ""
             if turn.released:
                 self._t.send(StateMessage(state="listening", turn=turn.number))
+        self._sync_activity()
 
     def _finish(self, turn: Turn, user_text: str | None, outcome: str, *, asked: bool) -> None:
         turn.finished = True
@@ -525,6 +563,7 @@ class Conversation:
             if self._held is not None and self._held.turn is turn:
                 self._held = None  # it failed while held: the utterance's end starts a turn the usual way
             self._forget_turn(turn)
+            self._sync_activity()
             return
         heard = turn.text.strip() if outcome == "done" else turn.heard_text()
         done = self._manager.last_done if asked and outcome == "done" else None
@@ -555,7 +594,8 @@ class Conversation:
             self._turn = None
             self._t.send(StateMessage(state="listening", turn=turn.number))
             if user_text is not None and not carried:  # while the player listens and thinks: the next prompt's prefix
-                self._spawn(self._manager.warm(), "conversation-warm-prompt")
+                self._spawn(self._warm(), WARM_TASK)
+        self._sync_activity()
 
     def _remember(self, user_text: str, heard: str) -> None:
         memory, character, player, observer = self._s.memory, self._character, self._player, self._s.observer
@@ -594,6 +634,9 @@ class Conversation:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for job in list(self._background):
+            if job.get_name() == WARM_TASK:  # a prompt warm-up is worth nothing once the session ends
+                job.cancel()
         if self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 

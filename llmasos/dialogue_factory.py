@@ -19,6 +19,7 @@ from dialogue.backends.openai_compat import OpenAICompatChatModel
 from dialogue.errors import BackendPreemptedError
 from dialogue.llamacpp import WorkerOptions, start_worker
 from dialogue.llamacpp import available as llamacpp_available
+from llmasos.activity import Activity, Yielded
 from llmasos.errors import ConfigError
 from llmasos.models import DEFAULTS, ModelStore, Role, get_spec, resolve
 from llmasos.settings import Settings
@@ -128,8 +129,10 @@ PREEMPTED_RETRIES = 6  # a summary preempted by conversation turns is tried agai
 PREEMPTED_BACKOFF_S = 5.0
 
 
-def summariser(backend: Backend) -> Callable[[list[str]], Awaitable[str]]:
-    """A ``summarise(turns)`` coroutine on the LLM, for memory reflection (memory/ never imports dialogue/)."""
+def summariser(backend: Backend, activity: Activity | None = None) -> Callable[[list[str]], Awaitable[str]]:
+    """A ``summarise(turns)`` coroutine on the LLM, for memory reflection (memory/ never imports dialogue/).
+    With ``activity``, it runs only while no session is active and is tried again later when one becomes
+    active (on a small machine a summary would slow the speech recognition of what a player says)."""
 
     async def summarise(turns: list[str]) -> str:
         messages = [
@@ -139,13 +142,16 @@ def summariser(backend: Backend) -> Callable[[list[str]], Awaitable[str]]:
             ),
             HumanMessage("\n".join(turns)),
         ]
+
         # a background call: on an engine shared with the conversations (llama.cpp) it yields to any turn that
         # needs the model and is tried again later; the other backends ignore the flag
+        async def ask() -> str:
+            return (await backend.model.ainvoke(messages, background=True)).text
+
         for attempt in range(PREEMPTED_RETRIES):
             try:
-                reply = await backend.model.ainvoke(messages, background=True)
-                return reply.text
-            except BackendPreemptedError:
+                return await (ask() if activity is None else activity.run(ask))
+            except (BackendPreemptedError, Yielded):
                 await asyncio.sleep(PREEMPTED_BACKOFF_S * (attempt + 1))
         raise BackendPreemptedError(f"the model was busy with conversations {PREEMPTED_RETRIES} times")
 

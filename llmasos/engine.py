@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from dialogue import Backend, Character, scan
+from llmasos.activity import Activity
 from llmasos.conversation import Conversation, ConversationOptions, Observer, Services, Transport
 from llmasos.dialogue_factory import backend_name, build_backend, build_manager, characters_dir, summariser
 from llmasos.errors import ConfigError
@@ -46,6 +47,7 @@ class Engine:
     characters: dict[str, Character]
     reflector: Reflector | None = None
     turn: SmartTurn | None = None  # the end-of-turn model; None: silence alone ends a turn
+    activity: Activity = dataclasses.field(default_factory=Activity)  # whether any session is active
 
     def services(self, observer: Observer | None = None) -> Services:
         services = Services(
@@ -53,6 +55,7 @@ class Engine:
             tts=self.tts,
             memory=self.memory,
             reflect=self.reflector.observe if self.reflector is not None else None,
+            activity=self.activity,
         )
         return services if observer is None else dataclasses.replace(services, observer=observer)
 
@@ -129,5 +132,6 @@ def load_engine(settings: Settings, progress: Progress = print) -> Engine:
     if turn is not None:
         turn.predict(np.zeros(16000, dtype=np.float32))
     progress(f"warm in {time.perf_counter() - t0:.1f} s")
-    reflector = open_reflector(settings, memory, summariser(backend))
-    return Engine(settings, vad, asr, tts, backend, memory, found, reflector, turn)
+    activity = Activity()
+    reflector = open_reflector(settings, memory, summariser(backend, activity))
+    return Engine(settings, vad, asr, tts, backend, memory, found, reflector, turn, activity)

@@ -405,6 +405,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "llm": backend_name(settings),
             "asr": settings.asr.model,
             "min_silence_ms": settings.endpoint.min_silence_ms,
+            "end_of_turn": settings.endpoint.end_of_turn,
         },
         "summary": summary,
         "sweep": sweep,
@@ -447,7 +448,11 @@ def markdown(data: dict[str, Any]) -> str:
     head = [
         f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}; "
         f"{c['sessions']} session(s) x {c['turns']} turns, LLM {c['llm']}, ASR {c['asr']}, "
-        f"min silence {c['min_silence_ms']} ms.",
+        + (
+            "end of turn: Smart Turn v3.2 (200 ms, else 1 s)."
+            if c.get("end_of_turn") == "smart_turn"
+            else f"min silence {c['min_silence_ms']} ms."
+        ),
         "",
     ]
     if data["soak"]:

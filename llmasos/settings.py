@@ -81,7 +81,9 @@ class VADSettings(_Section):
 class EndpointSettings(_Section):
     # what ends a turn: "smart_turn" (an audio end-of-turn model judges each pause, see below) or "silence"
     # (min_silence_ms of silence, whatever was said)
-    end_of_turn: Literal["smart_turn", "silence"] = "smart_turn"
+    # (off by default: on the labelled set of `llmasos bench turn` it cuts more mid-turn pauses than 500 ms of
+    # silence, and with a fast model the reply to a cut-off fragment can start before the player goes on)
+    end_of_turn: Literal["smart_turn", "silence"] = "silence"
     turn_model_dir: Path | None = None  # a folder with one Smart Turn v3 .onnx, or the file; None: packaged
     turn_check_ms: int = Field(200, ge=32, le=2000)  # the model judges a pause once it is this long
     turn_max_silence_ms: int = Field(1000, ge=100, le=10000)  # a pause judged incomplete ends the turn after this

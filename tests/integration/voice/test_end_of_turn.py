@@ -22,8 +22,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def turn(voice_settings: Settings, store: ModelStore) -> SmartTurn:
-    model = load_turn(voice_settings, store)
-    assert model is not None  # the default end of turn is the model
+    smart = voice_settings.model_copy(
+        update={"endpoint": voice_settings.endpoint.model_copy(update={"end_of_turn": "smart_turn"})}
+    )
+    model = load_turn(smart, store)
+    assert model is not None
     return model
 
 
@@ -51,7 +54,7 @@ def test_a_finished_question_ends_soon_after_its_last_word(
     vad: SileroVAD, voice_settings: Settings, turn: SmartTurn, speak: Callable[[str], Samples]
 ) -> None:
     signal = np.concatenate([_gap(0.5), speak("Do you have any swords for sale?"), _gap(2.0)])
-    events = _endpoint(vad, signal, endpoint_options(voice_settings), turn)
+    events = _endpoint(vad, signal, endpoint_options(voice_settings), turn)  # the turn options apply either way
     (check,) = [e for e in events if isinstance(e, TurnChecked)]
     (u,) = [e for e in events if isinstance(e, Utterance)]
     assert check.complete and u.verdict is not None and u.verdict.probability > 0.5

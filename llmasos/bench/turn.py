@@ -18,6 +18,7 @@ used) in 20 ms frames, at each pause length:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import statistics
 import subprocess
@@ -176,13 +177,12 @@ def _strategies(settings: Settings) -> list[tuple[str, EndpointOptions, bool]]:
     base = endpoint_options(settings)
     ep = settings.endpoint
     out: list[tuple[str, EndpointOptions, bool]] = [
-        (f"silence {ms} ms", EndpointOptions(**{**base.__dict__, "min_silence_ms": ms}), False)
-        for ms in (300, 500, 600)
+        (f"silence {ms} ms", dataclasses.replace(base, min_silence_ms=ms), False) for ms in (300, 500, 600)
     ]
     for threshold in sorted({0.5, 0.7, 0.9, ep.turn_threshold}):
         smart = TurnOptions(check_ms=ep.turn_check_ms, max_silence_ms=ep.turn_max_silence_ms, threshold=threshold)
         name = f"Smart Turn v3.2 > {threshold:g} at {ep.turn_check_ms} ms, else {ep.turn_max_silence_ms} ms"
-        out.append((name, EndpointOptions(**{**base.__dict__, "turn": smart}), True))
+        out.append((name, dataclasses.replace(base, turn=smart), True))
     return out
 
 

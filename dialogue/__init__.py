@@ -9,9 +9,12 @@ from dialogue.errors import (
     BackendUnavailableError,
     CharacterError,
     CharacterNotFoundError,
+    ContentError,
     DialogueError,
+    RoomError,
 )
 from dialogue.manager import DialogueManager, ManagerOptions
+from dialogue.rooms import check_characters, load_room, scan_rooms
 from dialogue.splitter import SplitterOptions
 from dialogue.types import (
     ActionParam,
@@ -23,6 +26,8 @@ from dialogue.types import (
     ReplyDone,
     ReplyEvent,
     ReplySentence,
+    RoomSpec,
+    VoiceChoice,
 )
 
 __all__ = [
@@ -42,6 +47,13 @@ __all__ = [
     "ReplyDone",
     "ReplyEvent",
     "ReplySentence",
+    "RoomError",
+    "RoomSpec",
+    "check_characters",
+    "load_room",
+    "scan_rooms",
+    "ContentError",
+    "VoiceChoice",
     "SplitterOptions",
     "find",
     "load_character",

@@ -6,7 +6,9 @@ Our format (TOML shown; JSON has the same shape)::
     name = "Brom"
     persona = "A gruff village blacksmith..."
     greeting = "Well met!"
-    voice = "joe"
+    voice = "joe"                # or { name = "joe", rate = 0.95, pitch = 0.9 }: its own pace and pitch
+    role = "blacksmith"          # optional: players may address it by role as well as by name
+    aliases = ["Smith"]          # optional: more names it answers to
     knowledge = ["The forge is by the river."]
     fallback = "Hm. Can't help you there."   # optional: said when the model has nothing to say
 
@@ -33,11 +35,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dialogue.errors import CharacterError, CharacterNotFoundError
-from dialogue.types import ActionParam, ActionSpec, Character
+from dialogue.types import ActionParam, ActionSpec, Character, VoiceChoice
 
 SUFFIXES = (".toml", ".json")
 _ID = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
 _IDENT = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+_VOICE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"  # a voice name: never a path
 
 
 class _Strict(BaseModel):
@@ -64,12 +67,20 @@ class _ActionModel(_Strict):
     args: dict[str, _ParamModel] = Field(default_factory=dict)
 
 
+class _VoiceModel(_Strict):
+    name: str = Field("joe", pattern=_VOICE)
+    rate: float = Field(1.0, ge=0.5, le=2.0)  # speaking rate: > 1 faster
+    pitch: float = Field(1.0, ge=0.7, le=1.4)  # pitch: > 1 higher
+
+
 class _CharacterModel(_Strict):
     id: str | None = Field(None, pattern=_ID)
     name: str = Field(min_length=1, max_length=80)
     persona: str = Field(min_length=1)
     greeting: str = ""
-    voice: str = "joe"
+    voice: _VoiceModel | str = "joe"
+    role: str = Field("", max_length=80)
+    aliases: list[str] = Field(default_factory=list, max_length=16)
     scenario: str = ""
     examples: str = ""
     knowledge: list[str] = Field(default_factory=list)
@@ -159,19 +170,29 @@ def _build(path: Path, data: Any, *, default_id: str, prefix: str = "") -> Chara
                 raise CharacterError(path, f"{prefix}actions.{name}.args.{arg}", "not a valid argument name")
             params.append(ActionParam(arg, p.type, p.description, p.required, tuple(p.values)))
         actions.append(ActionSpec(name, action.description, tuple(params)))
+    voice = model.voice if isinstance(model.voice, _VoiceModel) else _voice_named(path, prefix, model.voice)
     return Character(
         id=character_id,
         name=model.name,
         persona=model.persona.strip(),
         greeting=model.greeting.strip(),
-        voice=model.voice,
+        voice=VoiceChoice(voice.name, voice.rate, voice.pitch),
         scenario=model.scenario.strip(),
         examples=model.examples.strip(),
         knowledge=tuple(k.strip() for k in model.knowledge if k.strip()),
         actions=tuple(actions),
         source=path,
         fallback=model.fallback.strip(),
+        role=model.role.strip(),
+        aliases=tuple(a.strip() for a in model.aliases if a.strip()),
     )
+
+
+def _voice_named(path: Path, prefix: str, name: str) -> _VoiceModel:
+    try:
+        return _VoiceModel(name=name)
+    except ValidationError:
+        raise CharacterError(path, prefix + "voice", f"{name!r} is not a voice name (letters, digits, _ . -)") from None
 
 
 def _from_card(path: Path, card: dict[str, Any]) -> Character:

@@ -1,8 +1,10 @@
 """Errors raised by dialogue/.
 
     DialogueError
-    ├── CharacterError         a character file is invalid (has .path and .field)
-    │   └── CharacterNotFoundError  no character has the requested id
+    ├── ContentError           a content file is invalid (has .path and .field)
+    │   ├── CharacterError     ... a character file
+    │   │   └── CharacterNotFoundError  no character has the requested id
+    │   └── RoomError          ... a room file
     └── BackendError           an LLM backend failed (has .retryable)
         └── BackendUnavailableError  the backend's optional package is not installed
 
@@ -19,13 +21,23 @@ class DialogueError(Exception):
     """Root of dialogue/'s errors."""
 
 
-class CharacterError(DialogueError):
+class ContentError(DialogueError):
+    what = "content"
+
     def __init__(self, path: Path | None, field: str, message: str) -> None:
-        where = f"{path}" if path is not None else "character"
+        where = f"{path}" if path is not None else self.what
         at = f" (field {field})" if field else ""
         super().__init__(f"{where}{at}: {message}")
         self.path = path
         self.field = field
+
+
+class CharacterError(ContentError):
+    what = "character"
+
+
+class RoomError(ContentError):
+    what = "room"
 
 
 class CharacterNotFoundError(CharacterError):

@@ -35,21 +35,45 @@ class ActionSpec:
 
 
 @dataclass(frozen=True)
+class VoiceChoice:
+    """How a character sounds: a voice by name (the packaged one, or a user's file in ``tts.voices_dir``) and its
+    own speaking rate and pitch (factors: > 1 faster / higher), so two characters in one room are told apart."""
+
+    name: str = "joe"
+    rate: float = 1.0
+    pitch: float = 1.0
+
+
+@dataclass(frozen=True)
 class Character:
     id: str
     name: str
     persona: str
     greeting: str = ""
-    voice: str = "joe"
+    voice: VoiceChoice = VoiceChoice()
     scenario: str = ""
     examples: str = ""  # sample dialogue
     knowledge: tuple[str, ...] = ()  # facts the character knows about its world
     actions: tuple[ActionSpec, ...] = ()
     source: Path | None = None  # the file it was read from
     fallback: str = ""  # said when the model has nothing to say (ManagerOptions.fallback when empty)
+    role: str = ""  # what people call it besides its name ("blacksmith"): a room's players address it by either
+    aliases: tuple[str, ...] = ()  # more names it answers to ("Captain", "Smith")
 
     def action(self, name: str) -> ActionSpec | None:
         return next((a for a in self.actions if a.name == name), None)
+
+
+@dataclass(frozen=True)
+class RoomSpec:
+    """A voice space where players meet characters (a room file). A 1:1 session is a room of one character."""
+
+    id: str
+    name: str
+    characters: tuple[str, ...]  # character ids, in the order the room lists them
+    scenario: str = ""  # told to every character of the room
+    facts: tuple[str, ...] = ()  # the world's current state, as the room starts
+    source: Path | None = None
 
 
 @dataclass(frozen=True)

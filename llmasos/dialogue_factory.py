@@ -25,6 +25,7 @@ from llmasos.models import DEFAULTS, ModelStore, Role, get_spec, resolve
 from llmasos.settings import Settings
 
 PACKAGED_CHARACTERS = Path(__file__).parent / "characters"
+PACKAGED_ROOMS = Path(__file__).parent / "rooms"
 
 
 def characters_dir(settings: Settings) -> Path:

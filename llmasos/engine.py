@@ -16,15 +16,32 @@ from typing import Any
 
 import numpy as np
 
-from dialogue import Backend, Character, scan
+from dialogue import Backend, Character, CharacterError, RoomError, RoomSpec, check_characters, scan, scan_rooms
 from llmasos.activity import Activity
 from llmasos.conversation import Conversation, ConversationOptions, Observer, Services, Transport
-from llmasos.dialogue_factory import backend_name, build_backend, build_manager, characters_dir, summariser
+from llmasos.dialogue_factory import (
+    PACKAGED_ROOMS,
+    backend_name,
+    build_backend,
+    build_manager,
+    characters_dir,
+    summariser,
+)
 from llmasos.errors import ConfigError
 from llmasos.memory_factory import open_memory, open_reflector
 from llmasos.models import ModelStore
 from llmasos.settings import Settings
-from llmasos.voice_factory import endpoint_options, load_asr, load_tts, load_turn, load_vad, open_listener
+from llmasos.voice_factory import (
+    character_voices,
+    endpoint_options,
+    known_voices,
+    load_asr,
+    load_tts,
+    load_turn,
+    load_vad,
+    open_listener,
+    voice_known,
+)
 from memory import ChromaMemoryStore, Reflector
 from voice.asr import WhisperASR
 from voice.smart_turn import SmartTurn
@@ -46,13 +63,15 @@ class Engine:
     memory: ChromaMemoryStore
     characters: dict[str, Character]
     reflector: Reflector | None = None
+    voices: dict[str, PiperTTS] = dataclasses.field(default_factory=dict)  # by character id; else ``tts``
+    rooms: dict[str, RoomSpec] = dataclasses.field(default_factory=dict)
     turn: SmartTurn | None = None  # the end-of-turn model; None: silence alone ends a turn
     activity: Activity = dataclasses.field(default_factory=Activity)  # whether any session is active
 
-    def services(self, observer: Observer | None = None) -> Services:
+    def services(self, observer: Observer | None = None, character: Character | None = None) -> Services:
         services = Services(
             open_listener=lambda: open_listener(self.settings, self.vad, self.asr, self.turn),
-            tts=self.tts,
+            tts=self.voices.get(character.id, self.tts) if character is not None else self.tts,
             memory=self.memory,
             reflect=self.reflector.observe if self.reflector is not None else None,
             activity=self.activity,
@@ -77,7 +96,8 @@ class Engine:
         self, transport: Transport, character: Character, player: str, observer: Observer | None = None
     ) -> Conversation:
         manager = build_manager(self.settings, self.backend, character)
-        return Conversation(self.services(observer), transport, manager, player, self.conversation_options())
+        services = self.services(observer, character)
+        return Conversation(services, transport, manager, player, self.conversation_options())
 
     async def aclose(self) -> None:
         """Close everything, off the event loop (stopping the LLM worker waits for its process)."""
@@ -87,7 +107,8 @@ class Engine:
         await asyncio.to_thread(self._close_models)
 
     def _close_models(self) -> None:
-        self.tts.close()
+        for voice in {id(v.origin): v.origin for v in (self.tts, *self.voices.values())}.values():
+            voice.close()
         self.asr.close()
         if self.backend.engine is not None:
             self.backend.engine.close()
@@ -111,18 +132,15 @@ def load_engine(settings: Settings, progress: Progress = print) -> Engine:
         progress(f"loaded {name} in {time.perf_counter() - t0:.1f} s")
         return value
 
-    found, errors = scan(characters_dir(settings))
-    for error in errors:
-        log.error("invalid character file", extra={"reason": str(error)})
-    if not found:
-        raise ConfigError(f"no valid character in {characters_dir(settings)}")
-    progress(f"characters: {', '.join(found)}")
+    found = load_characters(settings, progress)
+    rooms = load_rooms(settings, found, progress)
     vad = step("VAD (Silero)", lambda: load_vad(settings, store))
     turn = None
     if settings.endpoint.end_of_turn == "smart_turn":
         turn = step("end of turn (Smart Turn)", lambda: load_turn(settings, store))
     asr = step(f"ASR (Whisper {settings.asr.model})", lambda: load_asr(settings, store))
     tts = step("TTS (Piper)", lambda: load_tts(settings, store))
+    voices = character_voices(settings, store, found.values(), {settings.tts.voice: tts})
     backend = step(f"LLM ({backend_name(settings)})", lambda: build_backend(settings))
     memory = step("memory (ChromaDB + embeddings)", lambda: open_memory(settings))
     progress("warming up ...")
@@ -134,4 +152,43 @@ def load_engine(settings: Settings, progress: Progress = print) -> Engine:
     progress(f"warm in {time.perf_counter() - t0:.1f} s")
     activity = Activity()
     reflector = open_reflector(settings, memory, summariser(backend, activity))
-    return Engine(settings, vad, asr, tts, backend, memory, found, reflector, turn, activity)
+    return Engine(settings, vad, asr, tts, backend, memory, found, reflector, voices, rooms, turn, activity)
+
+
+def load_characters(settings: Settings, progress: Progress = print) -> dict[str, Character]:
+    """The valid characters; each invalid file (a voice that does not exist included: it is the file's error,
+    never a silent default) is skipped with a line that names it. ConfigError when none is valid."""
+    found, errors = scan(characters_dir(settings))
+    for character in list(found.values()):
+        if not voice_known(settings, character.voice.name):
+            del found[character.id]
+            unknown = f"unknown voice {character.voice.name!r}; {known_voices(settings)}"
+            errors.append(CharacterError(character.source, "voice", unknown))
+    for error in errors:
+        log.error("invalid character file", extra={"reason": str(error)})
+        progress(f"skipped: {error}")
+    if not found:
+        raise ConfigError(f"no valid character in {characters_dir(settings)}")
+    progress(f"characters: {', '.join(found)}")
+    return found
+
+
+def load_rooms(settings: Settings, characters: dict[str, Character], progress: Progress = print) -> dict[str, RoomSpec]:
+    """The shipped rooms and those of ``rooms_dir``; a room whose characters are not all here is skipped with a
+    line that names its file (quietly for a shipped room when the characters are the user's own)."""
+    rooms, errors = scan_rooms(PACKAGED_ROOMS, *([settings.rooms_dir] if settings.rooms_dir else []))
+    for room in list(rooms.values()):
+        try:
+            check_characters(room, characters)
+        except RoomError as exc:
+            del rooms[room.id]
+            if room.source is not None and room.source.parent == PACKAGED_ROOMS and settings.characters_dir:
+                log.info("shipped room skipped: its characters are not in characters_dir", extra={"room": room.id})
+                continue
+            errors.append(exc)
+    for error in errors:
+        log.error("invalid room file", extra={"reason": str(error)})
+        progress(f"skipped: {error}")
+    if rooms:
+        progress(f"rooms: {', '.join(rooms)}")
+    return rooms

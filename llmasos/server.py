@@ -5,6 +5,7 @@
                        process: {"llm": {"state", "pid", "restarts", "last_exit", "cpu_variant", ...}}
     GET  /metrics      Prometheus: per-stage turn latency histograms, sessions, errors by kind
     GET  /characters   the characters a client may talk to
+    GET  /rooms        the rooms a client may join: {"rooms": [{"id", "name", "characters": [ids]}]}
     GET  /rtc/config   ICE servers for clients
     POST /rtc/offer    {"sdp", "type": "offer", "character", "player"} -> {"sdp", "type": "answer", "session"}
     DELETE /players/{player}/memories   forget a player everywhere
@@ -199,6 +200,16 @@ def create_app(
             "characters": [
                 {"id": c.id, "name": c.name, "greeting": c.greeting, "actions": [a.name for a in c.actions]}
                 for c in state.engine.characters.values()
+            ]
+        }
+
+    @app.get("/rooms")
+    async def rooms() -> dict[str, Any]:
+        if state.engine is None:
+            return {"rooms": []}
+        return {
+            "rooms": [
+                {"id": r.id, "name": r.name, "characters": list(r.characters)} for r in state.engine.rooms.values()
             ]
         }
 

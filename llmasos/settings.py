@@ -99,8 +99,10 @@ class EndpointSettings(_Section):
 
 
 class TTSSettings(_Section):
-    voice: str = "joe"
+    voice: str = "joe"  # the voice of characters that name none, and of the name it stands for
     model_dir: Path | None = None  # a folder with one Piper voice (.onnx + .onnx.json), or the .onnx file
+    # more voices characters may name: <voices_dir>/<name>.onnx with its <name>.onnx.json
+    voices_dir: Path | None = None
     device: Device = "auto"
     length_scale: float | None = Field(None, gt=0.1, le=5.0)  # None: the voice's own pace
     first_clause_chars: int = Field(0, ge=0, le=500)  # > 0: speak the first clause once it is this long
@@ -167,6 +169,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=_default_data_dir)
     characters_dir: Path | None = None  # None: the characters shipped with llmasos
+    rooms_dir: Path | None = None  # more rooms, beside (and replacing by id) the rooms shipped with llmasos
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     server: ServerSettings = ServerSettings()
     asr: ASRSettings = ASRSettings()

@@ -6,8 +6,10 @@ listening state (``open_listener``). voice/'s load errors become llmasos ModelEr
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
+from dialogue.types import Character
 from llmasos.errors import ConfigError, ModelError
 from llmasos.models import ModelStore, Role, asr_model_name, resolve
 from llmasos.settings import Settings
@@ -17,7 +19,7 @@ from voice.errors import ModelLoadError
 from voice.listener import Listener, ListenerOptions
 from voice.smart_turn import SmartTurn
 from voice.tts import PiperOptions, PiperTTS
-from voice.types import ASR, TurnDetector
+from voice.types import ASR, TurnDetector, VoiceStyle
 from voice.vad import DetectorOptions, SileroVAD
 
 VOICES = {"joe": "piper-joe-medium"}
@@ -66,11 +68,19 @@ def _one_onnx(path: Path, what: str) -> Path:
     return candidates[0]
 
 
-def load_tts(settings: Settings, store: ModelStore) -> PiperTTS:
+def load_tts(settings: Settings, store: ModelStore, name: str | None = None) -> PiperTTS:
+    """The voice ``name`` (default: ``tts.voice``, from ``tts.model_dir`` when set): a packaged voice or
+    ``<tts.voices_dir>/<name>.onnx``."""
     cfg = settings.tts
-    if cfg.model_dir is None and cfg.voice not in VOICES:
-        raise ConfigError(f"unknown tts voice {cfg.voice!r}; packaged voices: {', '.join(sorted(VOICES))}")
-    path = resolve(store, Role.TTS, VOICES.get(cfg.voice), cfg.model_dir)
+    name = name or cfg.voice
+    if name == cfg.voice and cfg.model_dir is not None:
+        path = resolve(store, Role.TTS, None, cfg.model_dir)
+    elif (user := _user_voice(settings, name)) is not None:
+        path = user
+    elif name in VOICES:
+        path = resolve(store, Role.TTS, VOICES[name], None)
+    else:
+        raise ConfigError(f"unknown voice {name!r}; {known_voices(settings)}")
     if path.is_dir():
         candidates = sorted(path.glob("*.onnx"))
         if len(candidates) != 1:
@@ -86,6 +96,42 @@ def load_tts(settings: Settings, store: ModelStore) -> PiperTTS:
         return PiperTTS.load(path, options)
     except ModelLoadError as exc:
         raise ModelError(path.name, str(exc)) from None
+
+
+def _user_voice(settings: Settings, name: str) -> Path | None:
+    folder = settings.tts.voices_dir
+    path = folder / f"{name}.onnx" if folder is not None else None
+    return path if path is not None and path.is_file() else None
+
+
+def known_voices(settings: Settings) -> str:
+    """The voices characters may name, as a sentence for error messages."""
+    names = set(VOICES) | {settings.tts.voice}
+    folder = settings.tts.voices_dir
+    if folder is not None and folder.is_dir():
+        names |= {p.name.removesuffix(".onnx") for p in folder.glob("*.onnx")}
+    where = f"add <name>.onnx and its .onnx.json to {folder}" if folder else "or set tts.voices_dir to a folder of them"
+    return f"voices: {', '.join(sorted(names))} ({where})"
+
+
+def voice_known(settings: Settings, name: str) -> bool:
+    return name in VOICES or name == settings.tts.voice or _user_voice(settings, name) is not None
+
+
+def character_voices(
+    settings: Settings, store: ModelStore, characters: Iterable[Character], loaded: dict[str, PiperTTS] | None = None
+) -> dict[str, PiperTTS]:
+    """Each character's voice, by character id: every named voice loaded once (``loaded``: those already
+    loaded, by name; it is added to), styled with the character's own pace and pitch (the styled voices share
+    their model and its synthesis thread)."""
+    loaded = {} if loaded is None else loaded
+    voices: dict[str, PiperTTS] = {}
+    for character in characters:
+        choice = character.voice
+        if choice.name not in loaded:
+            loaded[choice.name] = load_tts(settings, store, choice.name)
+        voices[character.id] = loaded[choice.name].styled(VoiceStyle(choice.rate, choice.pitch))
+    return voices
 
 
 def _tts_cuda(device: str) -> bool:

@@ -28,7 +28,7 @@ import numpy as np
 from voice.audio import float_to_s16
 from voice.errors import ModelLoadError, SynthesisError
 from voice.sentences import SentenceSplitter, Span
-from voice.types import PCM, TTSChunk, WordTiming
+from voice.types import PCM, TTSChunk, VoiceStyle, WordTiming
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,31 @@ class PiperOptions:
 
 
 class PiperTTS:
-    """A loaded Piper voice, shared by sessions (one synthesis at a time, in its own thread)."""
+    """A loaded Piper voice, shared by sessions (one synthesis at a time, in its own thread). ``styled`` gives
+    the same voice with its own pace and pitch (one model, one thread: a room's characters share them)."""
 
-    def __init__(self, voice: Any, options: PiperOptions) -> None:
+    def __init__(
+        self,
+        voice: Any,
+        options: PiperOptions,
+        style: VoiceStyle | None = None,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
         self._voice = voice
         self._options = options
-        self.sample_rate = int(voice.config.sample_rate)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts")
+        self.style = style = style or VoiceStyle()
+        self.sample_rate = round(int(voice.config.sample_rate) * style.pitch)
+        self._owner = executor is None  # a styled view leaves the thread to the voice it came from
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts")
+        self.origin: PiperTTS = self  # the loaded voice a styled view came from (the one to close)
+        own = options.length_scale or float(getattr(voice.config, "length_scale", 1.0) or 1.0)
+        self._length_scale = own * style.pitch / style.rate
+
+    def styled(self, style: VoiceStyle) -> PiperTTS:
+        """This voice with ``style``'s pace and pitch, sharing its model and its synthesis thread."""
+        view = PiperTTS(self._voice, self._options, style, self._executor)
+        view.origin = self.origin
+        return view
 
     @classmethod
     def load(cls, path: Path, options: PiperOptions = PiperOptions()) -> PiperTTS:
@@ -82,7 +100,7 @@ class PiperTTS:
         """Speech for one piece of text as mono int16 (blocking)."""
         from piper import SynthesisConfig
 
-        config = SynthesisConfig(length_scale=self._options.length_scale)
+        config = SynthesisConfig(length_scale=self._length_scale)
         try:
             pieces = [c.audio_float_array for c in self._voice.synthesize(text, syn_config=config)]
         except Exception as exc:  # espeak/onnxruntime failures
@@ -139,7 +157,9 @@ class PiperTTS:
                 await aclose()  # cancelled mid-reply: close the text source (e.g. stop the LLM stream)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Stop the synthesis thread (a styled view's close does nothing: close its ``origin``)."""
+        if self._owner:
+            self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 def voiced_range(pcm: PCM, threshold: int = 300) -> tuple[int, int]:

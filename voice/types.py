@@ -197,6 +197,20 @@ class ASR(Protocol):
     async def transcribe(self, audio: Samples, *, final: bool = True) -> Transcript: ...
 
 
+@dataclass(frozen=True)
+class VoiceStyle:
+    """A voice's own pace and pitch, as factors (> 1: faster, higher). Pitch is shifted by resampling, with
+    the pace made up in synthesis, so it costs nothing: the voice speaks ``pitch / rate`` times longer and its
+    audio is labelled ``pitch`` times its native sample rate (the playback resampler does the rest)."""
+
+    rate: float = 1.0
+    pitch: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (0.5 <= self.rate <= 2.0 and 0.7 <= self.pitch <= 1.4):
+            raise ValueError(f"a voice style's rate is 0.5-2.0 and pitch 0.7-1.4, not {self.rate}, {self.pitch}")
+
+
 class TTS(Protocol):
     """A loaded voice, shared by sessions. Text arrives in pieces (e.g. LLM tokens); speech comes back as soon
     as a sentence is complete. Cancelling the consumer stops synthesis after the piece in progress."""
@@ -223,6 +237,7 @@ __all__ = [
     "TurnChecked",
     "TurnDetector",
     "TurnVerdict",
+    "VoiceStyle",
     "Utterance",
     "UtteranceReason",
     "VADEvent",

@@ -32,6 +32,12 @@ async def test_health_characters_and_page(server: object) -> None:
         assert (await http.get(f"{url}/healthz")).json()["status"] == "ok"
         ids = [c["id"] for c in (await http.get(f"{url}/characters")).json()["characters"]]
         assert {"blacksmith", "museum_guide", "quest_giver"} <= set(ids)
+        rooms = {r["id"]: r for r in (await http.get(f"{url}/rooms")).json()["rooms"]}
+        assert rooms["tavern"] == {
+            "id": "tavern",
+            "name": "The Sleeping Fox",
+            "characters": ["innkeeper", "blacksmith"],
+        }
         page = await http.get(f"{url}/")
         assert page.status_code == 200 and "LLMasOS" in page.text
         assert (await http.get(f"{url}/static/app.js")).status_code == 200

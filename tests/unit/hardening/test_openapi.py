@@ -24,6 +24,7 @@ class _Engine:
     """Loaded, with no characters: every offer is answered without media."""
 
     characters: dict[str, Any] = {}
+    rooms: dict[str, Any] = {}
     memory = _Memory()
     reflector = None
 

@@ -32,5 +32,5 @@ def test_default_endpoint_does_not_split_natural_pauses(tmp_path: Path) -> None:
 
 def test_unknown_voice_is_a_config_error(tmp_path: Path) -> None:
     settings = load_settings(None, data_dir=str(tmp_path), tts={"voice": "nobody"})
-    with pytest.raises(ConfigError, match="unknown tts voice 'nobody'"):
+    with pytest.raises(ConfigError, match="unknown voice 'nobody'"):
         load_tts(settings, ModelStore(tmp_path))

@@ -1,0 +1,80 @@
+"""Who has the floor in a room: a pure policy (events in, decisions out), unit-tested on scripted timelines.
+
+- One character speaks at a time. A reply that is ready asks for the floor (``want``); it is granted at once
+  when nobody speaks, else it waits, first come first served.
+- A character never starts while a person is mid-utterance: it waits for the gap (``speech_ended`` of the last
+  person speaking grants the next waiting reply).
+- Speech of the person a character is answering interrupts it at once (barge-in: ``speech_started``); speech
+  addressed to it by someone else interrupts it when that utterance is known to be for it (``addressed``).
+  Other people chatting does not.
+
+Decisions are returned, not performed: ``Grant(character, player)`` (start speaking now) and
+``Stop(character, reason)`` (cancel the reply now: "barge_in" or "addressed").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from llmasos.addressing import Addressed
+
+
+@dataclass(frozen=True)
+class Grant:
+    character: str
+    player: str | None  # whom it answers (None: a greeting, a line to the room)
+
+
+@dataclass(frozen=True)
+class Stop:
+    character: str
+    reason: Literal["barge_in", "addressed"]
+
+
+Decision = Grant | Stop
+
+
+@dataclass
+class Floor:
+    speaking: Grant | None = None  # the character speaking now, and whom it answers
+    waiting: list[Grant] = field(default_factory=list)  # ready replies, in the order they asked
+    in_speech: set[str] = field(default_factory=set)  # the people mid-utterance
+
+    def want(self, character: str, player: str | None) -> list[Decision]:
+        """A reply of ``character`` (to ``player``) is ready to speak: granted now, or when the floor is free.
+        A character asks once: a newer reply replaces its waiting one."""
+        self.waiting = [w for w in self.waiting if w.character != character]
+        self.waiting.append(Grant(character, player))
+        return self._next()
+
+    def withdraw(self, character: str) -> list[Decision]:
+        """``character``'s reply ended (done, cancelled or failed) or was dropped before it spoke."""
+        self.waiting = [w for w in self.waiting if w.character != character]
+        if self.speaking is not None and self.speaking.character == character:
+            self.speaking = None
+        return self._next()
+
+    def speech_started(self, person: str) -> list[Decision]:
+        self.in_speech.add(person)
+        if self.speaking is not None and self.speaking.player == person:
+            return [Stop(self.speaking.character, "barge_in")]
+        return []
+
+    def speech_ended(self, person: str) -> list[Decision]:
+        self.in_speech.discard(person)
+        return self._next()
+
+    def addressed(self, decision: Addressed) -> list[Decision]:
+        """A final utterance was found to be for ``decision.character``: if that character is speaking to
+        someone else, it stops for the new speaker (who gets the floor through the reply it starts)."""
+        speaking = self.speaking
+        if speaking is not None and decision.character == speaking.character and decision.speaker != speaking.player:
+            return [Stop(speaking.character, "addressed")]
+        return []
+
+    def _next(self) -> list[Decision]:
+        if self.speaking is not None or self.in_speech or not self.waiting:
+            return []
+        self.speaking = self.waiting.pop(0)
+        return [self.speaking]

@@ -1,0 +1,74 @@
+"""Two characters told apart by ear: one Piper voice with its own pace and pitch per character, still heard
+right by Whisper."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from voice.asr import WhisperASR
+from voice.audio import resample, s16_to_float
+from voice.tts import PiperTTS, voiced_range
+from voice.types import VoiceStyle
+from voice.wer import wer
+
+pytestmark = pytest.mark.integration
+
+TEXT = "Do you have any swords for sale? The blacksmith opens his shop at noon."
+
+
+def _f0(pcm: npt.NDArray[np.int16], rate: int) -> float:
+    """The median fundamental frequency of the voiced 40 ms frames (autocorrelation, 60-400 Hz)."""
+    x = s16_to_float(pcm)
+    n, out = int(0.04 * rate), []
+    for start in range(0, len(x) - n, n):
+        frame = x[start : start + n] - x[start : start + n].mean()
+        if np.sqrt(np.mean(frame**2)) < 0.03:
+            continue
+        ac = np.correlate(frame, frame, "full")[n - 1 :]
+        lo, hi = int(rate / 400), int(rate / 60)
+        lag = lo + int(np.argmax(ac[lo:hi]))
+        if ac[lag] > 0.3 * ac[0]:
+            out.append(rate / lag)
+    return float(np.median(out))
+
+
+def _voiced_s(voice: PiperTTS, pcm: npt.NDArray[np.int16]) -> float:
+    first, last = voiced_range(pcm)
+    return (last - first) / voice.sample_rate
+
+
+def test_pitch_and_pace_of_a_styled_voice(tts: PiperTTS) -> None:
+    plain = tts.synthesize_sync(TEXT)
+    high = tts.styled(VoiceStyle(rate=1.0, pitch=1.2))
+    fast = tts.styled(VoiceStyle(rate=1.25, pitch=1.0))
+    high_pcm, fast_pcm = high.synthesize_sync(TEXT), fast.synthesize_sync(TEXT)
+    assert high.sample_rate == round(tts.sample_rate * 1.2)  # the audio is labelled faster: the pitch rises
+    f0_ratio = _f0(high_pcm, high.sample_rate) / _f0(plain, tts.sample_rate)
+    assert 1.1 < f0_ratio < 1.3, f0_ratio
+    pace = _voiced_s(high, high_pcm) / _voiced_s(tts, plain)
+    assert 0.85 < pace < 1.15, pace  # the same pace: synthesis made up for the resampling
+    speed = _voiced_s(tts, plain) / _voiced_s(fast, fast_pcm)
+    assert 1.1 < speed < 1.4, speed
+    assert tts.styled(VoiceStyle()).sample_rate == tts.sample_rate
+
+
+@pytest.mark.parametrize("style", [VoiceStyle(1.05, 1.18), VoiceStyle(0.95, 0.85)])
+def test_whisper_hears_a_styled_voice(tts: PiperTTS, asr: WhisperASR, style: VoiceStyle) -> None:
+    voice = tts.styled(style)
+    pcm = voice.synthesize_sync(TEXT)
+    heard = asr.transcribe_sync(resample(s16_to_float(pcm), voice.sample_rate, 16_000), final=True).text
+    assert wer(TEXT, heard) <= 0.15, heard
+
+
+async def test_a_styled_view_shares_the_voice_and_closing_it_keeps_the_voice(tts: PiperTTS) -> None:
+    view = tts.styled(VoiceStyle(1.0, 1.1))
+    assert view.origin is tts
+    view.close()  # the synthesis thread is the voice's: it goes on for the voice and the view
+    assert len(await tts.synthesize("Still here.")) > 0 and len(await view.synthesize("Me too.")) > 0
+
+
+def test_a_style_out_of_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="rate is 0.5-2.0 and pitch 0.7-1.4"):
+        VoiceStyle(rate=3.0)

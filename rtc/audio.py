@@ -2,10 +2,12 @@
 
 - ``InboundAudio``: reads the remote track into a bounded queue that **drops the oldest** audio when the
   consumer falls behind (a late utterance is worth less than a current one), counting what it dropped.
-- ``OutboundAudioTrack``: a pull-based aiortc track paced at 20 ms. The producer ``write()``s 48 kHz mono s16
-  PCM into a buffer of about 200 ms and waits while it is full, so ``clear()`` (barge-in) silences the
-  character within that bound. It counts the samples actually handed to the peer, so the conversation knows
-  what was played (``played_samples``, ``wait_played``).
+- ``VoiceBuffer``: a voice's unplayed audio. The producer ``write()``s 48 kHz mono s16 PCM into a buffer of
+  about 200 ms and waits while it is full, so ``clear()`` (barge-in) silences the character within that
+  bound. It counts the samples actually taken for playout, so the conversation knows what was played
+  (``played_samples``, ``wait_played``).
+- ``OutboundAudioTrack``: a pull-based aiortc track paced at 20 ms that plays one VoiceBuffer (a 1:1
+  session). A room plays its characters' buffers through the mixer (``rtc.mixer``).
 """
 
 from __future__ import annotations
@@ -111,24 +113,20 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class OutboundAudioTrack(MediaStreamTrack):
-    """48 kHz mono audio to the peer, paced at 20 ms; silence when there is nothing to say."""
+class VoiceBuffer:
+    """A voice's unplayed audio: 48 kHz mono s16, about ``buffer_ms`` deep. The producer ``write()``s and waits
+    while it is full (so ``clear()``, the barge-in, silences it within that bound); the playout ``take()``s
+    20 ms at a time and counts what it took (``played_samples``, ``wait_played``). A session's speaker track
+    plays one; a room's mixer plays one per character into every listener's mix."""
 
-    kind = "audio"
-
-    def __init__(self, buffer_ms: int = 200, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
-        super().__init__()
+    def __init__(self, buffer_ms: int = 200) -> None:
         self._capacity = SAMPLE_RATE * buffer_ms // 1000
         self._buffer = collections.deque[npt.NDArray[np.int16]]()
         self._buffered = 0
         self._space = asyncio.Event()
         self._space.set()
-        self._clock = clock
-        self._sleep = sleep
-        self._start: float | None = None
-        self._pts = 0
         self.written_samples = 0  # everything accepted by write(), minus what clear() dropped
-        self.played_samples = 0  # everything handed to the peer
+        self.played_samples = 0  # everything taken for playout
         self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
 
     @property
@@ -136,7 +134,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         return self._buffered * 1000 / SAMPLE_RATE
 
     async def write(self, pcm: npt.NDArray[np.int16]) -> None:
-        """Queue 48 kHz mono s16 audio; waits while the ~200 ms buffer is full (the producer is paced)."""
+        """Queue 48 kHz mono s16 audio; waits while the buffer is full (the producer is paced)."""
         if pcm.dtype != np.int16 or pcm.ndim != 1:
             raise ValueError("write() takes a 1-D int16 array of 48 kHz mono samples")
         offset = 0
@@ -173,7 +171,8 @@ class OutboundAudioTrack(MediaStreamTrack):
             self._waiters.append((sample_index, fut))
         return fut
 
-    def _take(self, n: int) -> npt.NDArray[np.int16]:
+    def take(self, n: int) -> npt.NDArray[np.int16]:
+        """The next ``n`` samples for playout (silence where there is nothing to say)."""
         out = np.zeros(n, dtype=np.int16)
         filled = 0
         while filled < n and self._buffer:
@@ -201,6 +200,50 @@ class OutboundAudioTrack(MediaStreamTrack):
                 self._waiters = still
         return out
 
+
+def audio_frame(samples: npt.NDArray[np.int16], pts: int) -> av.AudioFrame:
+    """20 ms of 48 kHz mono s16 as an av frame at ``pts`` (in samples)."""
+    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = SAMPLE_RATE
+    frame.pts = pts
+    frame.time_base = _TIME_BASE
+    return frame
+
+
+class OutboundAudioTrack(MediaStreamTrack):
+    """48 kHz mono audio to the peer, paced at 20 ms: one voice (a ``VoiceBuffer``), silence when it is quiet."""
+
+    kind = "audio"
+
+    def __init__(self, buffer_ms: int = 200, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+        super().__init__()
+        self.voice = VoiceBuffer(buffer_ms)
+        self._clock = clock
+        self._sleep = sleep
+        self._start: float | None = None
+        self._pts = 0
+
+    @property
+    def written_samples(self) -> int:
+        return self.voice.written_samples
+
+    @property
+    def played_samples(self) -> int:
+        return self.voice.played_samples
+
+    @property
+    def buffered_ms(self) -> float:
+        return self.voice.buffered_ms
+
+    async def write(self, pcm: npt.NDArray[np.int16]) -> None:
+        await self.voice.write(pcm)
+
+    def clear(self) -> int:
+        return self.voice.clear()
+
+    def wait_played(self, sample_index: int) -> asyncio.Future[bool]:
+        return self.voice.wait_played(sample_index)
+
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
@@ -211,12 +254,7 @@ class OutboundAudioTrack(MediaStreamTrack):
             wait = self._start + self._pts / SAMPLE_RATE - self._clock()
             if wait > 0:
                 await self._sleep(wait)
-        samples = self._take(FRAME_SAMPLES)
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._pts
-        frame.time_base = _TIME_BASE
-        return frame
+        return audio_frame(self.voice.take(FRAME_SAMPLES), self._pts)
 
     def stop(self) -> None:
         self.clear()

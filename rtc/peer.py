@@ -4,7 +4,8 @@
 returned, so the answer carries every candidate). The session then exposes:
 
 - ``audio_frames()``: the caller's microphone as ``PcmFrame``s (bounded, drop-oldest);
-- ``speaker``: the ``OutboundAudioTrack`` the character speaks into;
+- ``speaker``: the ``OutboundAudioTrack`` the character speaks into (a 1:1 session); in a room the peer is
+  sent its room's mix instead (``accept(..., outbound=mixer.add_participant(...))``);
 - ``send(message)``: a server message on the data channel (held, in order, until the channel opens);
 - ``messages()``: parsed client messages, or ``ProtocolError``s to answer with an `error` event;
 - ``closed``: set when the peer goes away (closed, failed, or ICE consent expired).
@@ -48,10 +49,11 @@ class PeerOptions:
 
 
 class PeerSession:
-    def __init__(self, pc: RTCPeerConnection, options: PeerOptions) -> None:
+    def __init__(self, pc: RTCPeerConnection, options: PeerOptions, outbound: MediaStreamTrack | None = None) -> None:
         self._pc = pc
         self._options = options
         self.speaker = OutboundAudioTrack(options.speaker_buffer_ms)
+        self.outbound: MediaStreamTrack = outbound or self.speaker  # what the peer hears
         self.closed = asyncio.Event()
         self._inbound: InboundAudio | None = None
         self._track_ready = asyncio.Event()
@@ -82,8 +84,11 @@ class PeerSession:
                 await self.close()
 
     @classmethod
-    async def accept(cls, sdp: str, options: PeerOptions = PeerOptions()) -> PeerSession:
-        """Answer a client's offer. Raises SignalingError on an offer that cannot be answered."""
+    async def accept(
+        cls, sdp: str, options: PeerOptions = PeerOptions(), outbound: MediaStreamTrack | None = None
+    ) -> PeerSession:
+        """Answer a client's offer; the peer hears ``outbound`` (default: its own ``speaker``). Raises
+        SignalingError on an offer that cannot be answered."""
         if len(sdp.encode("utf-8", errors="replace")) > options.max_sdp_bytes:
             raise SignalingError(f"SDP larger than {options.max_sdp_bytes} bytes", code="sdp_too_large")
         if "m=audio" not in sdp:
@@ -92,10 +97,10 @@ class PeerSession:
             allow_loopback_candidates()
         config = RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in options.ice_servers])
         pc = RTCPeerConnection(configuration=config)
-        session = cls(pc, options)
+        session = cls(pc, options, outbound)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            pc.addTrack(session.speaker)  # reuses the offer's audio transceiver: sendrecv
+            pc.addTrack(session.outbound)  # reuses the offer's audio transceiver: sendrecv
             await pc.setLocalDescription(await pc.createAnswer())  # waits for ICE gathering
         except (ValueError, TypeError, KeyError, IndexError, AssertionError) as exc:
             await pc.close()
@@ -176,6 +181,7 @@ class PeerSession:
         with contextlib.suppress(asyncio.QueueFull):
             self._incoming.put_nowait(None)
         self.speaker.stop()
+        self.outbound.stop()
         if self._inbound is not None:
             await self._inbound.close()
         await self._pc.close()

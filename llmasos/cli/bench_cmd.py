@@ -1,4 +1,4 @@
-"""`llmasos bench voice|dialogue|latency|turn`: measure speed and memory; write JSON and a Markdown table."""
+"""`llmasos bench voice|dialogue|latency|turn|room`: measure speed and memory; write JSON and a Markdown table."""
 
 from __future__ import annotations
 
@@ -32,6 +32,13 @@ def register(sub: Any) -> None:
     t.add_argument("--json", type=Path, default=Path("bench/results/turn.json"))
     t.add_argument("--markdown", type=Path, default=Path("bench/results/turn.md"))
     t.set_defaults(handler=_run_turn)
+    r = bsub.add_parser("room", help="a room of real WebRTC peers: mix-minus relay delay, mixer cost, what is heard")
+    r.add_argument("--speakers", default="1,2,4", help="comma-separated numbers of participants speaking")
+    r.add_argument("--participants", type=int, default=4)
+    r.add_argument("--seconds", type=float, default=10.0, help="listening time per row")
+    r.add_argument("--json", type=Path, default=Path("bench/results/room.json"))
+    r.add_argument("--markdown", type=Path, default=Path("bench/results/room.md"))
+    r.set_defaults(handler=_run_room)
     lat = bsub.add_parser("latency", help="voice-to-voice and barge-in at the client, N sessions, per-stage join")
     lat.add_argument("--url", default=None, help="a running server (default: start one)")
     lat.add_argument("--sessions", type=int, default=1)
@@ -66,6 +73,12 @@ def _run_dialogue(args: argparse.Namespace, settings: Settings) -> int:
     from llmasos.bench import dialogue
 
     return dialogue.run(args, settings)
+
+
+def _run_room(args: argparse.Namespace, settings: Settings) -> int:
+    from llmasos.bench import room
+
+    return room.run(args, settings)
 
 
 def _run_turn(args: argparse.Namespace, settings: Settings) -> int:

@@ -144,11 +144,14 @@ class VoiceClient:
         cls,
         base_url: str,
         *,
-        character: str,
+        character: str | None = None,
         player: str,
+        room: str | None = None,
+        name: str | None = None,
         timeout_s: float = 30.0,
         http: httpx.AsyncClient | None = None,
     ) -> VoiceClient:
+        """A 1:1 session with ``character``, or (``room``) a place in a room, as ``name``."""
         host = httpx.URL(base_url).host
         if host in ("localhost", "127.0.0.1", "::1"):
             allow_loopback_candidates()  # the server may be reachable on loopback only
@@ -158,7 +161,11 @@ class VoiceClient:
         client = cls(pc, mic)
         try:
             await pc.setLocalDescription(await pc.createOffer())  # gathers ICE before returning
-            body = {"sdp": pc.localDescription.sdp, "type": "offer", "character": character, "player": player}
+            body: dict[str, str] = {"sdp": pc.localDescription.sdp, "type": "offer", "player": player}
+            if room is not None:
+                body.update(room=room, name=name or player)
+            elif character is not None:
+                body["character"] = character
             async with contextlib.AsyncExitStack() as stack:
                 if http is None:
                     http = await stack.enter_async_context(httpx.AsyncClient(timeout=timeout_s))

@@ -30,6 +30,7 @@ from llmasos.dialogue_factory import (
 from llmasos.errors import ConfigError
 from llmasos.memory_factory import open_memory, open_reflector
 from llmasos.models import ModelStore
+from llmasos.room import Room
 from llmasos.settings import Settings
 from llmasos.voice_factory import (
     character_voices,
@@ -43,6 +44,7 @@ from llmasos.voice_factory import (
     voice_known,
 )
 from memory import ChromaMemoryStore, Reflector
+from rtc.mixer import RoomMixer
 from voice.asr import WhisperASR
 from voice.smart_turn import SmartTurn
 from voice.tts import PiperTTS
@@ -98,6 +100,29 @@ class Engine:
         manager = build_manager(self.settings, self.backend, character)
         services = self.services(observer, character)
         return Conversation(services, transport, manager, player, self.conversation_options())
+
+    def room(self, spec: RoomSpec, observer: Observer | None = None) -> Room:
+        """A room opened on ``spec``: its characters, each with its own voice in the room's mix, told the
+        room's scenario and facts and who else is there."""
+        options = dataclasses.replace(self.conversation_options(), greet=True)
+        room = Room(self.services(observer), options, room_id=spec.id, mixer=RoomMixer())
+        present = [self.characters[c] for c in spec.characters]
+        for character in present:
+            others = [f"{o.name} ({o.role})" if o.role else o.name for o in present if o is not character]
+            scene = " ".join(
+                part
+                for part in (
+                    spec.scenario,
+                    " ".join(spec.facts),
+                    f"Also here: {', '.join(others)}." if others else "",
+                    "Several people may talk to you; each line says who speaks.",
+                )
+                if part
+            )
+            local = dataclasses.replace(character, scenario=scene or character.scenario)
+            manager = build_manager(self.settings, self.backend, local)
+            room.add_character(manager, self.voices.get(character.id, self.tts))
+        return room
 
     async def aclose(self) -> None:
         """Close everything, off the event loop (stopping the LLM worker waits for its process)."""

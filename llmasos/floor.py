@@ -2,8 +2,9 @@
 
 - One character speaks at a time. A reply that is ready asks for the floor (``want``); it is granted at once
   when nobody speaks, else it waits, first come first served.
-- A character never starts while a person is mid-utterance: it waits for the gap (``speech_ended`` of the last
-  person speaking grants the next waiting reply).
+- A character never starts while someone else is mid-utterance: it waits for the gap (``speech_ended`` of the
+  last person speaking grants the next waiting reply). The person it answers is not waited for: their speech
+  stops a reply that is speaking (barge-in) and carries over one that is not.
 - Speech of the person a character is answering interrupts it at once (barge-in: ``speech_started``); speech
   addressed to it by someone else interrupts it when that utterance is known to be for it (``addressed``).
   Other people chatting does not.
@@ -43,8 +44,12 @@ class Floor:
 
     def want(self, character: str, player: str | None) -> list[Decision]:
         """A reply of ``character`` (to ``player``) is ready to speak: granted now, or when the floor is free.
-        A character asks once: a newer reply replaces its waiting one."""
+        A character asks once: a newer reply replaces its waiting one; a character that has the floor keeps it
+        for its next reply (its previous one is ending)."""
         self.waiting = [w for w in self.waiting if w.character != character]
+        if self.speaking is not None and self.speaking.character == character:
+            self.speaking = Grant(character, player)
+            return [self.speaking]
         self.waiting.append(Grant(character, player))
         return self._next()
 
@@ -74,7 +79,9 @@ class Floor:
         return []
 
     def _next(self) -> list[Decision]:
-        if self.speaking is not None or self.in_speech or not self.waiting:
+        if self.speaking is not None or not self.waiting:
             return []
+        if self.in_speech - {self.waiting[0].player}:
+            return []  # someone else is mid-utterance
         self.speaking = self.waiting.pop(0)
         return [self.speaking]

@@ -8,6 +8,8 @@
     GET  /rooms        the rooms a client may join: {"rooms": [{"id", "name", "characters": [ids]}]}
     GET  /rtc/config   ICE servers for clients
     POST /rtc/offer    {"sdp", "type": "offer", "character", "player"} -> {"sdp", "type": "answer", "session"}
+                       or, to join a room: {"sdp", "type": "offer", "room", "player", "name"}
+                       -> {"sdp", "type": "answer", "session", "room"}
     DELETE /players/{player}/memories   forget a player everywhere
 
 Errors are JSON ``{"error": {"code": ..., "message": ...}}`` with a 4xx/5xx status. Models load once, in a
@@ -34,13 +36,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmasos.auth import AuthError, authorize, load_secret, verify
 from llmasos.conversation import Conversation
 from llmasos.engine import Engine, load_engine
 from llmasos.metrics import Metrics
+from llmasos.room import Room
 from llmasos.settings import Settings
 from rtc import PeerOptions, PeerSession, SignalingError
 from rtc.protocol import ErrorMessage, SessionMessage
@@ -54,15 +57,24 @@ _ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 class OfferRequest(BaseModel):
     sdp: str = Field(max_length=1024 * 1024)  # the configured limit (limits.max_sdp_bytes) is checked after
     type: Literal["offer"]
-    character: str = Field(pattern=_ID.pattern)
+    character: str | None = Field(None, pattern=_ID.pattern)  # a 1:1 session with this character, or
+    room: str | None = Field(None, pattern=_ID.pattern)  # ... join this room
     player: str = Field(pattern=_ID.pattern)
+    name: str | None = Field(None, min_length=1, max_length=40)  # the player's display name in a room
     token: str | None = Field(None, max_length=4096)  # or `Authorization: Bearer ...`
+
+    @model_validator(mode="after")
+    def _one_target(self) -> OfferRequest:
+        if (self.character is None) == (self.room is None):
+            raise ValueError("give either `character` (a 1:1 session) or `room` (join a room), not both or neither")
+        return self
 
 
 class OfferAnswer(BaseModel):
     sdp: str
     type: Literal["answer"] = "answer"
     session: str
+    room: str | None = None
 
 
 class ErrorBody(BaseModel):
@@ -75,7 +87,7 @@ class ErrorResponse(BaseModel):
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 422, 503)
+    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 503)
 }
 
 
@@ -96,6 +108,7 @@ class ServerState:
     engine: Engine | None = None
     loading_error: str | None = None
     sessions: dict[str, _Session] = field(default_factory=dict)
+    rooms: dict[str, Room] = field(default_factory=dict)  # rooms with someone in them, by room id
     admitting: int = 0  # offers holding a session slot while their peer is answered
     progress: list[str] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once loading has ended, either way
@@ -254,7 +267,9 @@ def create_app(
             header = request.headers.get("authorization", "")
             token = header[7:] if header.lower().startswith("bearer ") else body.token
             try:
-                authorize(secret, token, body.player, body.character)
+                targets = [body.character] if body.character is not None else _room_characters(state, body.room)
+                for target in targets:
+                    authorize(secret, token, body.player, target)
             except AuthError as exc:
                 state.metrics.error(exc.code)
                 return error(exc.status, exc.code, exc.message)
@@ -278,18 +293,15 @@ def create_app(
 
     async def admit(engine: Engine, body: OfferRequest) -> OfferAnswer | JSONResponse:
         """Answer the offer and start its session (a slot is reserved for it)."""
+        if body.room is not None:
+            return await admit_to_room(engine, body, body.room)
+        assert body.character is not None
         character = engine.character(body.character)
         if character is None:
             known = ", ".join(engine.characters)
             return error(404, "unknown_character", f"no character {body.character!r} (known: {known})")
         limits = settings.limits
-        options = PeerOptions(
-            ice_servers=tuple(settings.server.ice_servers),
-            allow_loopback=_allow_loopback(settings),
-            max_sdp_bytes=limits.max_sdp_bytes,
-            max_message_bytes=limits.max_message_bytes,
-            messages_per_s=limits.messages_per_s,
-        )
+        options = peer_options()
         try:
             peer = await PeerSession.accept(body.sdp, options)
         except SignalingError as exc:
@@ -314,7 +326,92 @@ def create_app(
         log.info("session started", extra={"session": session_id, "character": character.id})
         return OfferAnswer(sdp=peer.answer.sdp, session=session_id)
 
+    def peer_options() -> PeerOptions:
+        limits = settings.limits
+        return PeerOptions(
+            ice_servers=tuple(settings.server.ice_servers),
+            allow_loopback=_allow_loopback(settings),
+            max_sdp_bytes=limits.max_sdp_bytes,
+            max_message_bytes=limits.max_message_bytes,
+            messages_per_s=limits.messages_per_s,
+        )
+
+    async def admit_to_room(engine: Engine, body: OfferRequest, room_id: str) -> OfferAnswer | JSONResponse:
+        """Join ``room_id`` (opened at its first participant): the peer hears the room's mix."""
+        spec = engine.rooms.get(room_id)
+        if spec is None:
+            known = ", ".join(engine.rooms) or "none"
+            return error(404, "unknown_room", f"no room {room_id!r} (known: {known})")
+        room = state.rooms.get(room_id)
+        if room is not None and body.player in room.participants:
+            return error(409, "already_joined", f"player {body.player!r} is already in room {room_id!r}")
+        if room is None:
+            try:
+                room = engine.room(spec, state.metrics)
+            except Exception:
+                log.exception("room could not open", extra={"room": room_id})
+                state.metrics.error("session_failed")
+                return error(500, "session_failed", "the room could not open; see the server log")
+            state.rooms[room_id] = room
+        assert room.mixer is not None
+        ear = room.mixer.add_participant(body.player)
+        try:
+            peer = await PeerSession.accept(body.sdp, peer_options(), outbound=ear)
+        except SignalingError as exc:
+            room.mixer.remove_participant(body.player)
+            _close_if_empty(state, room_id, room)
+            state.metrics.error(exc.code)
+            return error(400, exc.code, exc.message)
+        assert peer.answer is not None
+        session_id = uuid.uuid4().hex
+        peer.send(SessionMessage(session=session_id, player=body.player, room=room_id))
+        name = body.name or body.player
+        task = asyncio.create_task(
+            _run_in_room(state, session_id, peer, room, room_id, body.player, name, settings.limits.max_session_s),
+            name=f"session-{session_id}",
+        )
+        state.sessions[session_id] = _Session(session_id, peer, task)
+        state.metrics.sessions.inc()
+        state.metrics.sessions_total.inc()
+        log.info("session started", extra={"session": session_id, "room": room_id})
+        return OfferAnswer(sdp=peer.answer.sdp, session=session_id, room=room_id)
+
     return app
+
+
+def _room_characters(state: ServerState, room_id: str | None) -> list[str]:
+    spec = state.engine.rooms.get(room_id or "") if state.engine is not None else None
+    return list(spec.characters) if spec is not None else []
+
+
+def _close_if_empty(state: ServerState, room_id: str, room: Room) -> None:
+    if not room.participants and state.rooms.get(room_id) is room:
+        del state.rooms[room_id]
+
+
+async def _run_in_room(
+    state: ServerState,
+    session_id: str,
+    peer: PeerSession,
+    room: Room,
+    room_id: str,
+    player: str,
+    name: str,
+    max_s: float,
+) -> None:
+    try:
+        await asyncio.wait_for(room.join(player, name, peer), max_s)
+    except TimeoutError:
+        peer.send(ErrorMessage(code="session_too_long", message=f"sessions end after {max_s:.0f} s; reconnect"))
+        state.metrics.error("session_too_long")
+    except Exception:
+        log.exception("session failed", extra={"session": session_id})
+    finally:
+        await peer.close()
+        _close_if_empty(state, room_id, room)
+        if state.sessions.pop(session_id, None) is not None:
+            state.metrics.sessions.dec()
+        log.info("session ended", extra={"session": session_id})
 
 
 def _rss_mb() -> float:

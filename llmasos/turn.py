@@ -17,7 +17,7 @@ import bisect
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -83,8 +83,10 @@ class Turn:
         timeline: Timeline | None = None,
         *,
         held: bool = False,
+        gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.number = number
+        self._gate = gate  # awaited before the first sound: the room's floor (one character at a time)
         self._source = source
         self._tts = tts
         self._speaker = speaker
@@ -97,6 +99,8 @@ class Turn:
         self.text = ""  # the spoken reply text so far (what TTS was given)
         self.speaking = False  # audio of this turn has been written to the speaker
         self.finished = False  # its conversation has cleaned up after it
+        # where this turn's audio starts in the speaker's samples: set when it runs (after the previous turn of
+        # its seat has ended and cleared what it had not played), never when it is made
         self._start_sample = speaker.written_samples
         # heard text: word i is heard once the speaker has played up to _word_ends[i] (absolute samples);
         # the reply text up to _word_chars[i] is then heard
@@ -143,6 +147,7 @@ class Turn:
 
     async def run(self) -> str:
         """Speak the reply; returns the full spoken text once it has all been played."""
+        self._start_sample = self._speaker.written_samples
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         chunks: asyncio.Queue[TTSChunk | None] = asyncio.Queue()
         # Offsets: the TTS receives each sentence followed by a newline (so it can start at once); map its
@@ -205,6 +210,8 @@ class Turn:
         resampler: Resampler | None = None
         while (chunk := await chunks.get()) is not None:
             await self._released.wait()  # a held turn prepares its audio but plays none of it
+            if not self.speaking and self._gate is not None:
+                await self._gate()  # wait for the floor: nobody mid-utterance, no other character speaking
             if resampler is None or resampler.in_rate != chunk.sample_rate:
                 resampler = Resampler(chunk.sample_rate, OUT_RATE)
             source, lead_ms = chunk.pcm, 0.0

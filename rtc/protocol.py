@@ -1,7 +1,8 @@
 """The data-channel protocol: JSON objects with a `type`, on a channel labelled `events`.
 
-Server to client: session, state, transcript, reply, action, interrupted, metrics, error, pong.
-Client to server: text, interrupt, ping.
+Server to client: session, state, transcript, reply, action, interrupted, metrics, error, pong; in a room
+also addressed and room (and `speaker`/`name` on transcripts, `character` on a character's messages).
+Client to server: text, interrupt, ping, focus.
 
 `schemas()` returns the JSON Schema of each direction; docs/protocol/*.schema.json are generated from it
 (client authors for Unity, Unreal and WebXR read those files).
@@ -35,14 +36,16 @@ class SessionMessage(_Message):
 
     type: Literal["session"] = "session"
     session: str
-    character: str
+    character: str | None = None  # a 1:1 session's character
     player: str
+    room: str | None = None  # a room's id (its characters and participants come in `room` events)
 
 
 class StateMessage(_Message):
     type: Literal["state"] = "state"
     state: Literal["listening", "thinking", "speaking"]
     turn: int | None = None
+    character: str | None = None  # in a room: whose state
 
 
 class TranscriptMessage(_Message):
@@ -52,6 +55,8 @@ class TranscriptMessage(_Message):
     text: str
     final: bool
     turn: int | None = None
+    speaker: str | None = None  # in a room: the player id of who spoke
+    name: str | None = None  # ... and their display name
 
 
 class ReplyMessage(_Message):
@@ -62,6 +67,7 @@ class ReplyMessage(_Message):
     delta: str = ""
     final: bool = False
     turn: int
+    character: str | None = None  # in a room: who replies
 
 
 class ActionMessage(_Message):
@@ -72,6 +78,7 @@ class ActionMessage(_Message):
     args: dict[str, JsonScalar] = Field(default_factory=dict)
     turn: int
     at_ms: int = Field(ge=0)
+    character: str | None = None  # in a room: who acts
 
 
 class InterruptedMessage(_Message):
@@ -80,6 +87,7 @@ class InterruptedMessage(_Message):
     type: Literal["interrupted"] = "interrupted"
     turn: int
     heard: str
+    character: str | None = None  # in a room: who was cut
 
 
 class MetricsMessage(_Message):
@@ -88,6 +96,32 @@ class MetricsMessage(_Message):
     type: Literal["metrics"] = "metrics"
     turn: int
     timeline_ms: dict[str, float]
+    character: str | None = None
+
+
+class AddressedMessage(_Message):
+    """In a room, for every final utterance: whom it was for (``character`` null: nobody) and why."""
+
+    type: Literal["addressed"] = "addressed"
+    speaker: str
+    character: str | None
+    reason: Literal["name", "follow_up", "focus", "only_pair", "other_player", "none"]
+    turn: int | None = None  # the turn that answers it
+
+
+class Participant(_Message):
+    id: str
+    name: str
+
+
+class RoomMessage(_Message):
+    """In a room: someone joined or left; ``participants`` is everyone in it now."""
+
+    type: Literal["room"] = "room"
+    event: Literal["joined", "left"]
+    participant: str
+    participants: list[Participant]
+    characters: list[str]
 
 
 class ErrorMessage(_Message):
@@ -109,6 +143,8 @@ ServerMessage = Annotated[
     | ActionMessage
     | InterruptedMessage
     | MetricsMessage
+    | AddressedMessage
+    | RoomMessage
     | ErrorMessage
     | PongMessage,
     Field(discriminator="type"),
@@ -135,16 +171,23 @@ class PingMessage(_Message):
     id: str | int | None = None
 
 
-ClientMessage = Annotated[TextMessage | InterruptMessage | PingMessage, Field(discriminator="type")]
+class FocusMessage(_Message):
+    """In a room: whom the player faces or points at (null: nobody); their words go to it when they name nobody."""
+
+    type: Literal["focus"]
+    character: str | None = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")
+
+
+ClientMessage = Annotated[TextMessage | InterruptMessage | PingMessage | FocusMessage, Field(discriminator="type")]
 
 _client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 _server_adapter: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
-CLIENT_TYPES = ("text", "interrupt", "ping")
+CLIENT_TYPES = ("text", "interrupt", "ping", "focus")
 
 
 def parse_client_message(
     raw: str | bytes, max_bytes: int = MAX_MESSAGE_BYTES
-) -> TextMessage | InterruptMessage | PingMessage:
+) -> TextMessage | InterruptMessage | PingMessage | FocusMessage:
     """Parse one message from a client. Raises ProtocolError with a code the client can act on."""
     if isinstance(raw, bytes | bytearray | memoryview):
         raise ProtocolError("binary messages are not supported; send JSON text", code="binary_not_supported")
@@ -171,6 +214,9 @@ def parse_client_message(
 
 
 def encode(message: BaseModel) -> str:
+    """JSON without the optional fields left empty (an `addressed` event's null character is kept)."""
+    if isinstance(message, AddressedMessage):
+        return message.model_dump_json(exclude={"turn"} if message.turn is None else None)
     return message.model_dump_json(exclude_none=True)
 
 

@@ -1,10 +1,12 @@
 """`llmasos bench room`: a room of real WebRTC peers on loopback, through the server's mix-minus.
 
-Measured now: the relay delay the server adds (a participant's microphone frame, from its arrival at the
-server to the 20 ms tick that sends it in the others' mix), the mixer's CPU per tick, and what each listener
-hears (the others and the character, not itself), for 1, 2 and 4 of 4 participants speaking while a
-character speaks. Voice-to-voice for addressed utterances and the addressing score on a scripted set join
-this bench when rooms are joined over `POST /rtc/offer` (issue "Rooms").
+Measured: the relay delay the server adds (a participant's microphone frame, from its arrival at the server
+to the 20 ms tick that sends it in the others' mix), the mixer's CPU per tick, and what each listener hears
+(the others and the character, not itself), for 1, 2 and 4 of 4 participants speaking while a character
+speaks; and whom utterances are for, on a scripted set spoken by the packaged voice (two styles) and by
+espeak-ng, recognised by Whisper and decided by the room's policy: wrongly answered (nobody, or someone else,
+was meant) and wrongly ignored (a character was meant). Voice-to-voice for addressed utterances in a room of
+several clients joins this bench next.
 """
 
 from __future__ import annotations
@@ -194,7 +196,115 @@ def _markdown(result: dict[str, Any]) -> str:
             f"| {row['speakers']} of {row['participants']} | {r['p50']} ms | {r['p95']} ms | {r['max']} ms | "
             f"{row['mixer_tick_ms']['p95']} ms | {row['own_voice_leak_ratio']:.3f} | {row['dropped_listener_frames']} |"
         )
+    a = result.get("addressing")
+    if a:
+        lines += [
+            "",
+            f"Whom an utterance is for: {a['utterances']} utterances ({', '.join(a['voices'])}; "
+            f"{a['meant_a_character']} meant for a character, {a['meant_nobody']} for nobody), recognised by "
+            "Whisper tiny.en, decided by the room's policy.",
+            "",
+            "| wrongly answered | wrongly ignored |",
+            "|---|---|",
+            f"| {a['wrongly_answered']} ({a['wrongly_answered_rate']:.1%} of all) | "
+            f"{a['wrongly_ignored']} ({a['wrongly_ignored_rate']:.1%} of those meant for a character) |",
+        ]
+        for m in a["mistakes"]:
+            lines.append(f"- {m['voice']}: said {m['said']!r}, heard {m['heard']!r}: {m['decided']} ({m['reason']})")
     return "\n".join(lines) + "\n"
+
+
+# (who speaks, what, who it is for); in the tavern: Hilda the innkeeper and Brom Ironhand the blacksmith,
+# players Ann, Bob and Cat; "answered" lines set up follow-ups: (player, character) answered just before
+SCRIPT: list[tuple[str, str, str | None, tuple[str, str] | None]] = [
+    ("ann", "Brom, do you have any swords for sale?", "blacksmith", None),
+    ("ann", "Good evening, Brom Ironhand.", "blacksmith", None),
+    ("bob", "Hilda, a bowl of stew please.", "innkeeper", None),
+    ("cat", "Innkeeper, is there a room free tonight?", "innkeeper", None),
+    ("bob", "Blacksmith, can you mend my axe?", "blacksmith", None),
+    ("ann", "Can you fix this shield, Brom?", "blacksmith", None),
+    ("cat", "What is the stew tonight, Hilda?", "innkeeper", None),
+    ("bob", "Hilda, is Brom still at the forge?", "innkeeper", None),
+    ("ann", "Brom, Hilda says you make the best blades.", "blacksmith", None),
+    ("cat", "Mister Ironhand, a word please.", "blacksmith", None),
+    ("ann", "How much is the steel one?", "blacksmith", ("ann", "blacksmith")),
+    ("bob", "And some bread as well.", "innkeeper", ("bob", "innkeeper")),
+    ("cat", "Thank you, that is kind.", "innkeeper", ("cat", "innkeeper")),
+    ("ann", "Bob, shall we go to the market?", None, None),
+    ("bob", "Cat, did you see the wolves on the road?", None, None),
+    ("cat", "Ann, I think we should leave at dawn.", None, None),
+    ("ann", "Bob, ask Brom about the swords.", None, None),
+    ("bob", "I am so tired after that long walk.", None, None),
+    ("cat", "The rain will not stop tonight.", None, None),
+    ("ann", "Do you think it will snow tomorrow?", None, None),
+    ("bob", "We should watch the road tomorrow.", None, None),
+    ("cat", "Is Brom's forge open in the morning?", None, None),
+    ("ann", "Hold on, let me find my purse.", None, None),
+    ("bob", "Do you have more coins?", None, None),
+]
+
+
+def _addressing(settings: Settings) -> dict[str, Any]:
+    from dialogue import scan
+    from llmasos.addressing import Addressing, Named
+    from llmasos.bench.turn import _espeak
+    from llmasos.dialogue_factory import characters_dir
+    from llmasos.models import ModelStore
+    from llmasos.voice_factory import load_asr, load_tts
+    from voice.audio import resample, s16_to_float
+    from voice.types import VoiceStyle
+
+    store = ModelStore(settings.data_dir)
+    asr, tts = load_asr(settings, store), load_tts(settings, store)
+    found, _ = scan(characters_dir(settings))
+    tavern = [found["innkeeper"], found["blacksmith"]]
+    voices: dict[str, Any] = {
+        "piper-joe": tts,
+        "piper-joe-high": tts.styled(VoiceStyle(1.05, 1.18)),
+    }
+    rows: list[dict[str, Any]] = []
+    for voice_name in [*voices, "espeak-ng"]:
+        for speaker, text, meant, answered in SCRIPT:
+            if voice_name == "espeak-ng":
+                audio = _espeak(text)
+                if audio is None:
+                    continue
+            else:
+                voice = voices[voice_name]
+                audio = resample(s16_to_float(voice.synthesize_sync(text)), voice.sample_rate, 16_000)
+            heard = asr.transcribe_sync(audio, final=True).text.strip()
+            policy = Addressing([Named.character(c) for c in tavern])
+            for player, name in (("ann", "Ann"), ("bob", "Bob"), ("cat", "Cat")):
+                policy.join(player, name)
+            if answered is not None:
+                policy.answered(answered[1], answered[0], 0.0)
+            decision = policy.decide(speaker, heard, 3.0)
+            rows.append(
+                {
+                    "voice": voice_name,
+                    "said": text,
+                    "heard": heard,
+                    "meant": meant,
+                    "decided": decision.character,
+                    "reason": decision.reason,
+                }  # fmt: skip
+            )
+    meant_someone = [r for r in rows if r["meant"] is not None]
+    meant_nobody = [r for r in rows if r["meant"] is None]
+    wrongly_answered = [r for r in rows if r["decided"] is not None and r["decided"] != r["meant"]]
+    wrongly_ignored = [r for r in meant_someone if r["decided"] is None]
+    asr.close()
+    return {
+        "utterances": len(rows),
+        "voices": sorted({r["voice"] for r in rows}),
+        "meant_a_character": len(meant_someone),
+        "meant_nobody": len(meant_nobody),
+        "wrongly_answered": len(wrongly_answered),
+        "wrongly_ignored": len(wrongly_ignored),
+        "wrongly_answered_rate": round(len(wrongly_answered) / max(1, len(rows)), 3),
+        "wrongly_ignored_rate": round(len(wrongly_ignored) / max(1, len(meant_someone)), 3),
+        "mistakes": [r for r in rows if r in wrongly_answered or r in wrongly_ignored],
+    }
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -210,6 +320,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "participants": participants,
         "seconds": args.seconds,
         "rows": rows,
+        "addressing": _addressing(settings),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

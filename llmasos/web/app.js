@@ -1,6 +1,7 @@
 // LLMasOS browser client: one WebRTC peer (mic up, character's voice down) and the `events` data channel.
 // No build step. Query parameters: ?aec=0 turns off echo cancellation, noise suppression and gain control
-// (automated tests with a fake microphone), ?character=ID&player=ID preselect, ?autoconnect=1 connects at once,
+// (automated tests with a fake microphone), ?character=ID or ?room=ID and ?player=ID preselect (in a room the
+// player's name is its display name), ?autoconnect=1 connects at once,
 // ?token=... is the session token a server bound to a public address asks for (`llmasos token`), ?mic=inject
 // (automated tests) sends the microphone through Web Audio so that window.llmasos.say(wav) can speak into it.
 "use strict";
@@ -12,14 +13,19 @@ const injectMic = params.get("mic") === "inject";
 
 // What the page saw, for people (the DOM) and for automated tests (window.llmasos). `states` holds the state
 // messages ({state, turn}); `levels` the loudest remote audio (RMS) heard while each turn spoke, by turn.
+// In a room also: `heard` (every final transcript, {speaker, name, text}), `addressed` (the addressed events),
+// `room` (the last room event) and `focus` (the character this player faces).
 const seen = { states: [], transcripts: [], replies: {}, actions: [], errors: [], metrics: [], maxRemoteLevel: 0,
-               levels: {}, session: null, connected: false };
+               levels: {}, session: null, connected: false, heard: [], addressed: [], room: null, focus: null };
 window.llmasos = seen;
 
 let pc = null, channel = null, mic = null, levelTimer = null, audioCtx = null, micCtx = null;
 let speakingTurn = null; // the turn whose voice the remote audio is
 let characterName = "Character";
+let me = null; // this player's id
 const replyEls = {};
+const names = {}; // character id -> name
+const lastLine = {}; // speaker id -> their last line in the log (to show whom it was for)
 
 function setState(state) {
   const el = $("state");
@@ -44,17 +50,30 @@ function addMessage(kind, text, name) {
 
 async function loadCharacters() {
   try {
-    const res = await fetch("/characters");
-    const list = await res.json();
+    const list = await (await fetch("/characters")).json();
+    const rooms = await (await fetch("/rooms")).json();
     const select = $("character");
     select.innerHTML = "";
+    const group = (label) => { const g = document.createElement("optgroup"); g.label = label; select.appendChild(g); return g; };
+    const people = group("Characters");
     for (const c of list.characters) {
+      names[c.id] = c.name;
       const opt = document.createElement("option");
       opt.value = c.id;
       opt.textContent = c.name;
-      select.appendChild(opt);
+      people.appendChild(opt);
+    }
+    if (rooms.rooms.length) {
+      const places = group("Rooms");
+      for (const r of rooms.rooms) {
+        const opt = document.createElement("option");
+        opt.value = "room:" + r.id;
+        opt.textContent = `${r.name} (${r.characters.map((id) => names[id] || id).join(", ")})`;
+        places.appendChild(opt);
+      }
     }
     if (params.get("character")) select.value = params.get("character");
+    if (params.get("room")) select.value = "room:" + params.get("room");
   } catch (err) {
     showError("cannot list characters: " + err);
   }
@@ -96,22 +115,43 @@ function onEvent(msg) {
       seen.session = msg.session;
       break;
     case "state":
-      seen.states.push({ state: msg.state, turn: msg.turn ?? null });
+      seen.states.push({ state: msg.state, turn: msg.turn ?? null, character: msg.character ?? null });
       if (msg.state === "speaking") speakingTurn = msg.turn;
+      if (msg.character) markSpeaking("c-" + msg.character, msg.state === "speaking");
       setState(msg.state);
       break;
-    case "transcript":
+    case "transcript": {
+      const mine = !msg.speaker || msg.speaker === me;
+      if (msg.speaker) markSpeaking("p-" + msg.speaker, !msg.final);
       if (msg.final) {
-        seen.transcripts.push(msg.text);
-        $("partial").textContent = "";
-        addMessage("user", msg.text);
-      } else {
+        if (mine) seen.transcripts.push(msg.text);
+        seen.heard.push({ speaker: msg.speaker ?? me, name: msg.name ?? null, text: msg.text });
+        if (mine) $("partial").textContent = "";
+        lastLine[msg.speaker ?? me] = mine ? addMessage("user", msg.text) : addMessage("person", msg.text, msg.name);
+      } else if (mine) {
         $("partial").textContent = msg.text;
       }
       break;
+    }
+    case "addressed": {
+      seen.addressed.push(msg);
+      const line = lastLine[msg.speaker];
+      if (line) {
+        const tag = document.createElement("span");
+        tag.className = "addressed";
+        tag.textContent = msg.character ? ` → ${names[msg.character] || msg.character} (${msg.reason})` : ` (${msg.reason})`;
+        line.appendChild(tag);
+      }
+      break;
+    }
+    case "room":
+      seen.room = msg;
+      showRoom(msg);
+      break;
     case "reply": {
       seen.replies[msg.turn] = msg.text;
-      if (!replyEls[msg.turn]) replyEls[msg.turn] = addMessage("character", "", characterName);
+      const who = msg.character ? names[msg.character] || msg.character : characterName;
+      if (!replyEls[msg.turn]) replyEls[msg.turn] = addMessage("character", "", who);
       replyEls[msg.turn].textContent = msg.text;
       break;
     }
@@ -146,6 +186,44 @@ function onEvent(msg) {
   }
 }
 
+// The room panel: the people (a light while they speak) and the characters (a light while they speak; click
+// one to face it: your words go to it when they name nobody).
+function showRoom(msg) {
+  $("room").hidden = false;
+  const list = $("people");
+  list.innerHTML = "";
+  for (const c of msg.characters) {
+    const li = document.createElement("li");
+    li.id = "c-" + c;
+    li.className = "character" + (seen.focus === c ? " focused" : "");
+    li.textContent = names[c] || c;
+    li.title = "click to face (focus)";
+    li.onclick = () => setFocus(seen.focus === c ? null : c);
+    list.appendChild(li);
+  }
+  for (const p of msg.participants) {
+    const li = document.createElement("li");
+    li.id = "p-" + p.id;
+    li.className = "person";
+    li.textContent = p.id === me ? `${p.name} (you)` : p.name;
+    list.appendChild(li);
+  }
+}
+
+function setFocus(character) {
+  if (channel?.readyState !== "open") return;
+  seen.focus = character;
+  channel.send(JSON.stringify({ type: "focus", character }));
+  for (const li of document.querySelectorAll("#people .character")) {
+    li.classList.toggle("focused", li.id === "c-" + character);
+  }
+}
+
+function markSpeaking(id, on) {
+  const el = document.getElementById(id);
+  if (el) el.classList.toggle("speaking", on);
+}
+
 async function connect() {
   $("connect").disabled = true;
   $("error").textContent = "";
@@ -174,11 +252,15 @@ async function connect() {
     };
     await pc.setLocalDescription(await pc.createOffer());
     await waitIceGathering(pc);
+    me = $("player").value || "guest";
+    const target = select.value.startsWith("room:")
+      ? { room: select.value.slice(5), name: me }
+      : { character: select.value };
     const res = await fetch("/rtc/offer", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer", character: select.value,
-                             player: $("player").value || "guest", token: params.get("token") || undefined }),
+      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer", ...target, player: me,
+                             token: params.get("token") || undefined }),
     });
     const body = await res.json();
     if (!res.ok) throw new Error(body.error ? `${body.error.code}: ${body.error.message}` : res.statusText);

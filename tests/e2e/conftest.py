@@ -186,3 +186,17 @@ def speak() -> Callable[[str], np.ndarray]:
         return float_to_s16(resample(s16_to_float(pcm), tts.sample_rate, 48_000))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def scripted_server(server_factory: Callable[..., RunningServer], scripted_llm: ScriptedLLM) -> RunningServer:
+    """The real server with a scripted OpenAI-compatible LLM, for replies of a known text."""
+    return server_factory(
+        "scripted",
+        {
+            "LLMASOS_LLM__BACKEND": "openai",
+            "LLMASOS_LLM__BASE_URL": scripted_llm.url,
+            "LLMASOS_LLM__NATIVE_TOOLS": "false",
+            "LLMASOS_LLM__MAX_NEW_TOKENS": "400",
+        },
+    )

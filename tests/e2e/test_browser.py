@@ -87,3 +87,34 @@ def test_browser_shows_the_transcript_and_plays_the_reply(
             page.screenshot(path=str(tmp_path / "client.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_browser_joins_a_room_shows_who_is_there_and_focus_addresses_the_character_clicked(
+    scripted_server: object, silent_mic: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url = f"{scripted_server.url}/?aec=0&room=tavern&player=Ann&autoconnect=1"  # type: ignore[attr-defined]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=[*FLAGS, f"--use-file-for-fake-audio-capture={silent_mic}"]
+        )
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.wait_for_function("window.llmasos.room && window.llmasos.room.event === 'joined'", timeout=60_000)
+            people = page.locator("#people li").all_inner_texts()
+            assert people == ["Hilda", "Brom Ironhand", "Ann (you)"], people
+            page.locator("#c-blacksmith").click()  # face Brom
+            assert page.locator("#c-blacksmith").get_attribute("class") == "character focused"
+            page.fill("#text", "How much is a horseshoe?")
+            page.click("#send")
+            page.wait_for_function("window.llmasos.addressed.length > 0", timeout=60_000)
+            addressed = page.evaluate("window.llmasos.addressed[0]")
+            assert (addressed["character"], addressed["reason"]) == ("blacksmith", "focus")
+            turn = addressed["turn"]
+            page.wait_for_function(f"window.llmasos.replies[{turn}] !== undefined", timeout=60_000)
+            assert "Brom Ironhand" in page.locator(".msg.character").last.get_attribute("data-name")
+            assert "→ Brom Ironhand (focus)" in page.locator(".msg.user").last.inner_text()
+        finally:
+            browser.close()

@@ -118,20 +118,6 @@ async def test_bad_offers_get_json_errors(server: object) -> None:
     assert info.value.code == "unknown_character"
 
 
-@pytest.fixture(scope="module")
-def scripted_server(server_factory: Callable[..., object], scripted_llm: object) -> object:
-    """The real server with a scripted OpenAI-compatible LLM, for replies of a known text."""
-    return server_factory(
-        "scripted",
-        {
-            "LLMASOS_LLM__BACKEND": "openai",
-            "LLMASOS_LLM__BASE_URL": scripted_llm.url,  # type: ignore[attr-defined]
-            "LLMASOS_LLM__NATIVE_TOOLS": "false",
-            "LLMASOS_LLM__MAX_NEW_TOKENS": "400",
-        },
-    )
-
-
 async def test_barge_in_stops_the_voice_and_keeps_what_was_heard(
     scripted_server: object, scripted_llm: object, speak: Callable[[str], np.ndarray]
 ) -> None:

@@ -12,6 +12,7 @@ import pytest
 from fakes import FakeTransport, RecordingObserver, make_conversation, play_until_final, start
 
 from llmasos.conversation import Conversation, ConversationOptions, ListenStage, Observer, Services, Transport
+from llmasos.participant import Heard, Participant
 from rtc.audio import PcmFrame
 from rtc.protocol import TextMessage
 from voice.audio import float_to_s16, resample
@@ -167,16 +168,16 @@ async def test_a_listener_that_cannot_start_stops_listening_but_not_the_session(
 async def test_a_listener_step_that_raises_is_reported_and_the_next_event_is_handled() -> None:
     conv, t, listener, _, _ = make_conversation("Aye.")
     calls = 0
-    speech_started = conv._on_speech_started
+    heard = conv.room.heard  # the room's step for each thing a participant does
 
-    def breaks_once() -> None:
+    def breaks_once(participant: Participant, event: Heard) -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise ValueError("a step broke")
-        speech_started()
+        heard(participant, event)
 
-    conv._on_speech_started = breaks_once  # type: ignore[method-assign]
+    conv.room.heard = breaks_once  # type: ignore[method-assign]
     task = await start(conv)
     listener.events.put_nowait(SpeechStarted(at_s=0.5))
     error = await expect(t, task, lambda m: m["type"] == "error")

@@ -28,7 +28,7 @@ async def test_logs_hold_no_transcripts(caplog: pytest.LogCaptureFixture) -> Non
 
 
 async def test_debug_logging_does_hold_transcripts(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="llmasos.conversation")
+    caplog.set_level(logging.DEBUG, logger="llmasos")
     conv, t, _, _, _ = make_conversation("Fine.")
     task = await start(conv)
     t.inbox.put_nowait(TextMessage(type="text", text="debug me"))

@@ -76,6 +76,15 @@ def test_a_newer_reply_replaces_the_characters_waiting_one() -> None:
     assert floor.waiting == [Grant("innkeeper", "ann")]
 
 
+def test_the_person_answered_is_not_waited_for() -> None:
+    floor = Floor()
+    floor.speech_started("ann")  # her speech will carry the reply over or barge in: the room decides
+    assert floor.want("blacksmith", "ann") == [Grant("blacksmith", "ann")]
+    floor.withdraw("blacksmith")
+    assert floor.want("innkeeper", "bob") == []  # Bob's answer waits for Ann's gap
+    assert floor.speech_ended("ann") == [Grant("innkeeper", "bob")]
+
+
 def test_a_dropped_waiting_reply_is_never_granted() -> None:
     floor = Floor()
     floor.want("blacksmith", "ann")
@@ -96,9 +105,18 @@ def test_the_one_to_one_timeline() -> None:
     assert floor.want("blacksmith", None) == [Grant("blacksmith", None)]
     assert floor.withdraw("blacksmith") == []
     floor.speech_started("ann")
-    assert floor.want("blacksmith", "ann") == []  # a held reply waits for the end of the utterance
-    assert floor.speech_ended("ann") == [Grant("blacksmith", "ann")]
+    assert floor.speech_ended("ann") == []
+    assert floor.want("blacksmith", "ann") == [Grant("blacksmith", "ann")]  # the reply, once ready
     assert floor.speech_started("ann") == [Stop("blacksmith", "barge_in")]
     floor.withdraw("blacksmith")
     assert floor.speech_ended("ann") == []
     assert floor.want("blacksmith", "ann") == [Grant("blacksmith", "ann")]
+
+
+def test_a_character_holding_the_floor_keeps_it_for_its_next_reply() -> None:
+    floor = Floor()
+    floor.want("blacksmith", "ann")
+    floor.want("innkeeper", "bob")
+    assert floor.want("blacksmith", "cat") == [Grant("blacksmith", "cat")]  # its reply to Ann is ending
+    assert floor.speech_started("cat") == [Stop("blacksmith", "barge_in")]
+    assert floor.speech_started("ann") == []

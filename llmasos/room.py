@@ -1,0 +1,398 @@
+"""A room: participants (people, each listened to on their own) and seats (characters, each with its own
+voice and replies), a policy for whom an utterance is for (``Addressing``) and one for who speaks
+(``Floor``). A 1:1 conversation is a room of one participant and one character.
+
+    participant ──Heard──► Room ──► Addressing.decide ──► Seat.answer / preempt / release ──► Turn
+        ▲                   │            (addressed)             │ gate: Floor.want (one voice at a time,
+        │                   ├──► Floor: barge-in by the one       │       never over someone mid-utterance)
+        │                   │    answered, or by speech for it    ▼
+        └── wire messages ◄─┴── one place (``_send``/``_to``): stamped with speaker and character in a room
+
+The audio edge is the room's: in a 1:1 conversation the character speaks into the participant's own speaker
+track; in a room every character has a VoiceBuffer in the room's mixer (``rtc.mixer``), and every
+participant hears the mix of the characters and the others (mix-minus).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from pydantic import BaseModel
+
+from dialogue.manager import DialogueManager
+from llmasos.addressing import Addressed, Addressing, AddressOptions, Named
+from llmasos.floor import Decision, Floor, Grant, Stop
+from llmasos.participant import (
+    Final,
+    Focus,
+    Heard,
+    Interrupt,
+    ListenerBroke,
+    NotHeard,
+    Partial,
+    Participant,
+    SpeechBegan,
+    SpeechEnded,
+    SpeechWentOn,
+    Tentative,
+    Transport,
+    Typed,
+)
+from llmasos.seat import Seat, TurnNumbers
+from llmasos.services import ConversationOptions, Services
+from llmasos.turn import Speaker, Timeline, Turn
+from rtc.audio import PcmFrame
+from rtc.mixer import RoomMixer
+from rtc.protocol import AddressedMessage, ErrorMessage, RoomMessage, StateMessage, TranscriptMessage
+from rtc.protocol import Participant as ParticipantInfo
+from voice.types import TTS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPTIONS = ConversationOptions()
+DEFAULT_ADDRESS = AddressOptions()
+_STAMPED = ("state", "reply", "action", "interrupted", "metrics", "error")  # a character's messages
+
+
+class Room:
+    """``join`` a participant (it returns when they leave); ``add_character`` before anyone joins."""
+
+    def __init__(
+        self,
+        services: Services,
+        options: ConversationOptions = DEFAULT_OPTIONS,
+        *,
+        room_id: str | None = None,
+        address: AddressOptions = DEFAULT_ADDRESS,
+        mixer: RoomMixer | None = None,
+    ) -> None:
+        self._s = services
+        self._opts = options
+        self.id = room_id  # None: a 1:1 conversation (its wire stays the 1:1 wire: nothing stamped)
+        self.mixer = mixer
+        self.numbers = TurnNumbers()
+        self.floor = Floor()
+        self.seats: dict[str, Seat] = {}
+        self.participants: dict[str, Participant] = {}
+        self.addressing = Addressing([], address)
+        self.transcripts: dict[str, list[str]] = {}  # per player, their final transcripts (kept after they leave)
+        self._grants: dict[str, asyncio.Event] = {}
+        self._mixing: asyncio.Task[None] | None = None
+
+    @property
+    def stamped(self) -> bool:
+        return self.id is not None
+
+    # ---- who is here -----------------------------------------------------------------------------------------
+
+    def add_character(self, manager: DialogueManager, tts: TTS, speaker: Speaker | None = None) -> Seat:
+        """A character's seat; it speaks into ``speaker`` (1:1) or its own voice in the room's mix."""
+        character = manager.character
+        if speaker is None:
+            if self.mixer is None:
+                raise ValueError("a character needs a speaker, or the room a mixer")
+            speaker = self.mixer.add_voice(character.id)
+
+        def send(message: BaseModel) -> None:
+            if self.stamped and getattr(message, "type", "") in _STAMPED:
+                message = message.model_copy(update={"character": character.id})
+            self._send(message)
+
+        seat = Seat(
+            self._s,
+            manager,
+            tts,
+            speaker,
+            send,
+            self._opts,
+            self.numbers,
+            gate=self._wait_floor,
+            on_change=lambda: self._seat_changed(seat),
+            on_ended=self._seat_ended,
+        )
+        self.seats[character.id] = seat
+        self.addressing = Addressing(
+            [Named.character(s.character) for s in self.seats.values()], self.addressing.options
+        )
+        for player, p in self.participants.items():
+            self.addressing.join(player, p.name)
+        return seat
+
+    async def join(self, player: str, name: str, transport: Transport) -> None:
+        """``player`` is in the room until their transport closes; every reply to them is finalised (heard text
+        stored) before this returns."""
+        if player in self.participants:
+            raise ValueError(f"{player!r} is already in this room")
+        participant = Participant(player, name, transport, self._s.open_listener, self, self._opts.endpoint.pre_roll_ms)
+        self.participants[player] = participant
+        self.transcripts[player] = participant.transcripts
+        self.addressing.join(player, name)
+        if self.mixer is not None:
+            participant.on_frame = lambda frame: self._feed(player, frame)
+            if self._mixing is None:
+                self._mixing = asyncio.create_task(self.mixer.run(), name=f"room-{self.id}-mix")
+        self._announce("joined", player)
+        participant.send(StateMessage(state="listening"))
+        for seat in self.seats.values():
+            seat.warm_memory(player)
+        first = next(iter(self.seats.values()), None)
+        if self._opts.greet and first is not None and self._all_quiet():  # never over a reply in progress
+            first.greet(player)
+        for seat in self.seats.values():
+            seat.warm()  # the character's prompt, during the greeting
+        tasks = [
+            asyncio.create_task(participant.listen(), name=f"room-listen-{player}"),
+            asyncio.create_task(participant.read_messages(), name=f"room-messages-{player}"),
+        ]
+        closed = asyncio.create_task(transport.closed.wait())
+        try:
+            await asyncio.wait([closed, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    log.error("participant task failed", exc_info=task.exception())
+        finally:
+            closed.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            participant.in_speech = participant.speaking = False
+            self._sync_activity()
+            await self._leave(participant)
+
+    async def _leave(self, participant: Participant) -> None:
+        player = participant.id
+        for decision in self.floor.speech_ended(player):
+            self._apply(decision)
+        for seat in self.seats.values():
+            seat.drop_held(player)
+            if seat.player == player or not self.stamped:
+                seat.interrupt()
+        last = len(self.participants) == 1
+        if last or not self.stamped:
+            for seat in self.seats.values():
+                await seat.close()
+        self.participants.pop(player, None)
+        self.addressing.leave(player)
+        if self.mixer is not None:
+            self.mixer.remove_participant(player)
+        if self.participants:
+            self._announce("left", player)
+        elif self._mixing is not None:
+            self._mixing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._mixing
+            self._mixing = None
+        self._sync_activity()
+
+    # ---- what participants do ------------------------------------------------------------------------------
+
+    def heard(self, participant: Participant, event: Heard) -> None:
+        try:
+            self._on(participant, event)
+        finally:
+            self._sync_activity()
+
+    def timeline_for(self, participant: Participant, utterance: int) -> Timeline | None:
+        for seat in self.seats.values():
+            held = seat.held_for(participant.id, utterance)
+            if held is not None:
+                return held.turn.timeline
+        return None
+
+    def report(self, participant: Participant, code: str, message: str, *, tell: bool = True) -> None:
+        self._s.observer.error(code)
+        if tell:
+            participant.send(ErrorMessage(code=code, message=message))
+
+    def _on(self, p: Participant, event: Heard) -> None:
+        player = p.id
+        if isinstance(event, SpeechBegan):
+            for decision in self.floor.speech_started(player):
+                self._apply(decision)
+            for seat in self.seats.values():
+                seat.speech_began(player)
+        elif isinstance(event, SpeechEnded):
+            self._speech_over(player)
+        elif isinstance(event, SpeechWentOn):
+            for seat in self.seats.values():
+                seat.drop_held(player)  # it was only a pause
+        elif isinstance(event, Partial):
+            self._transcript(p, event.text, final=False)
+        elif isinstance(event, Tentative):
+            guess = self.addressing.decide(player, self._with_carried(player, event.text), time.monotonic())
+            if guess.character is not None and self._all_quiet():
+                said = self._said(p, event.text)
+                self.seats[guess.character].preempt(player, event.utterance, said, event.speech_end)
+        elif isinstance(event, Final):
+            self._final(p, event)
+        elif isinstance(event, NotHeard):
+            self._not_heard(p, event)
+        elif isinstance(event, ListenerBroke):
+            for seat in self.seats.values():
+                seat.drop_held(player)  # its utterance belonged to the broken listener
+                seat.answer_carried(player)  # and so did any speech that carried a reply over
+            self._speech_over(player)
+        elif isinstance(event, Typed):
+            if self.stamped:
+                self._transcript(p, event.text, final=True)
+            self._answer(p, event.text, event.timeline, typed=True)
+        elif isinstance(event, Interrupt):
+            for seat in self.seats.values():
+                if seat.player == player or len(self.seats) == 1:
+                    seat.interrupt()
+        elif isinstance(event, Focus):
+            try:
+                self.addressing.focus(player, event.character)
+            except ValueError as exc:
+                self.report(p, "bad_message", f"focus: {exc}")
+
+    def _final(self, p: Participant, event: Final) -> None:
+        player, text = p.id, event.text
+        said = self._said(p, text)
+        for seat in self.seats.values():
+            held = seat.held_for(player, event.utterance)
+            if held is None:
+                continue
+            decision = self.addressing.decide(player, self._with_carried(player, text), time.monotonic())
+            if held.text == said and decision.character == seat.id:
+                self._transcript(p, text, final=True, turn=held.turn.number)
+                self._addressed(decision, held.turn.number)
+                seat.release()  # the reply is ready (or nearly): it speaks now
+                return
+        for seat in self.seats.values():
+            seat.drop_held(player)  # other words (or none): the reply to the guess is not this one
+        if not text:
+            for seat in self.seats.values():
+                seat.answer_carried(player)
+            return
+        self._answer(p, text, event.timeline)
+
+    def _answer(self, p: Participant, text: str, timeline: Timeline, *, typed: bool = False) -> None:
+        decision = self.addressing.decide(p.id, self._with_carried(p.id, text), time.monotonic())
+        if not typed:
+            turn = self.numbers.last + 1 if decision.character is not None else None
+            self._transcript(p, text, final=True, turn=turn)
+        if decision.character is None:
+            self._addressed(decision, None)
+            for seat in self.seats.values():
+                seat.answer_carried(p.id)  # words carried to a character are still for it
+            return
+        self._addressed(decision, self.numbers.last + 1)
+        for decided in self.floor.addressed(decision):
+            self._apply(decided)
+        log.debug("player said", extra={"text": text, "typed": typed})  # transcripts: debug logging only
+        for seat in self.seats.values():
+            if seat.id != decision.character:
+                seat.answer_carried(p.id)
+        self.seats[decision.character].answer(p.id, text, self._said(p, text), timeline, typed=typed)
+
+    def _not_heard(self, p: Participant, event: NotHeard) -> None:
+        """The ASR failed on an utterance: say so; a failed final means that utterance goes unanswered."""
+        if not event.final:
+            self.report(p, "asr_failed", "live transcription failed; the final transcript is still to come")
+            return
+        for seat in self.seats.values():
+            seat.answer_carried(p.id)
+            if seat.held_for(p.id, event.utterance) is not None:
+                seat.drop_held(p.id)
+        self.report(p, "asr_failed", f"what you said could not be transcribed ({event.error}); please say it again")
+
+    # ---- the floor -----------------------------------------------------------------------------------------
+
+    async def _wait_floor(self, seat: Seat) -> None:
+        """Until ``seat`` may speak: nobody mid-utterance and no other character speaking."""
+        granted = asyncio.Event()
+        self._grants[seat.id] = granted
+        for decision in self.floor.want(seat.id, seat.player):
+            self._apply(decision)
+        try:
+            await granted.wait()
+        except BaseException:
+            if self._grants.get(seat.id) is granted:
+                del self._grants[seat.id]
+            for decision in self.floor.withdraw(seat.id):
+                self._apply(decision)
+            raise
+
+    def _apply(self, decision: Decision) -> None:
+        if isinstance(decision, Grant):
+            granted = self._grants.pop(decision.character, None)
+            if granted is not None:
+                granted.set()
+        elif isinstance(decision, Stop):
+            seat = self.seats.get(decision.character)
+            if seat is not None:
+                log.info("barge-in", extra={"turn": seat.turn.number if seat.turn else None, "reason": decision.reason})
+                seat.interrupt()
+
+    def _speech_over(self, player: str) -> None:
+        for decision in self.floor.speech_ended(player):
+            self._apply(decision)
+
+    def _seat_changed(self, seat: Seat) -> None:
+        if seat.turn is None:
+            for decision in self.floor.withdraw(seat.id):
+                self._apply(decision)
+        self._sync_activity()
+
+    def _seat_ended(self, seat: Seat, turn: Turn, player: str) -> None:
+        """``seat`` answered ``player`` (however its reply ended): their next words may follow up on it."""
+        self.addressing.answered(seat.id, player, time.monotonic())
+
+    # ---- the wire: one place -------------------------------------------------------------------------------
+
+    def _send(self, message: BaseModel) -> None:
+        for p in list(self.participants.values()):
+            p.send(message)
+
+    def _transcript(self, p: Participant, text: str, *, final: bool, turn: int | None = None) -> None:
+        if self.stamped:
+            self._send(TranscriptMessage(text=text, final=final, turn=turn, speaker=p.id, name=p.name))
+        else:
+            p.send(TranscriptMessage(text=text, final=final, turn=turn))
+
+    def _addressed(self, decision: Addressed, turn: int | None) -> None:
+        if self.stamped:
+            message = AddressedMessage(
+                speaker=decision.speaker, character=decision.character, reason=decision.reason, turn=turn
+            )
+            self._send(message)
+
+    def _announce(self, event: str, player: str) -> None:
+        if not self.stamped:
+            return
+        everyone = [ParticipantInfo(id=p.id, name=p.name) for p in self.participants.values()]
+        self._send(
+            RoomMessage(
+                event="joined" if event == "joined" else "left",
+                participant=player,
+                participants=everyone,
+                characters=list(self.seats),
+            )
+        )
+
+    # ---- helpers -------------------------------------------------------------------------------------------
+
+    def _said(self, p: Participant, text: str) -> str:
+        """What a character's model reads: in a room, with the speaker's name ("Ann: ...")."""
+        return f"{p.name}: {text}" if self.stamped else text
+
+    def _with_carried(self, player: str, text: str) -> str:
+        carried = " ".join(seat.carried(player) for seat in self.seats.values() if seat.carried(player))
+        return f"{carried} {text}".strip()
+
+    def _all_quiet(self) -> bool:
+        return all(seat.quiet for seat in self.seats.values())
+
+    def _feed(self, player: str, frame: PcmFrame) -> None:
+        if self.mixer is not None:
+            self.mixer.feed(player, frame)
+
+    def _sync_activity(self) -> None:
+        """Tell the server whether this room is active: someone speaks, or a reply to someone is under way
+        (a greeting is not: it needs no model, and the character's prompt is computed meanwhile)."""
+        active = any(p.speaking for p in self.participants.values()) or any(s.active for s in self.seats.values())
+        self._s.activity.set(self, active)

@@ -1,0 +1,431 @@
+"""One character in a room: its dialogue manager, its voice, and its replies, at most one at a time.
+
+A reply is a ``Turn`` (llmasos/turn.py) and owns itself from start to end; the seat starts it, holds it
+(a preemptive reply, prepared from a tentative transcript and released when the utterance really ends), drops
+it, carries its words over (the player went on before it made a sound), and finishes it: what was heard goes
+into the dialogue history and into memory under the player it answered; the unheard rest and its actions
+are dropped. The room decides whom the seat answers and when it may speak (``Floor``, through ``gate``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from dialogue.errors import DialogueError
+from dialogue.manager import DialogueManager
+from dialogue.types import Character, ReplyDone, ReplyEvent, ReplySentence
+from llmasos.activity import Activity, Yielded
+from llmasos.chat import heard_lines
+from llmasos.services import ConversationOptions, Services
+from llmasos.turn import Speaker, Timeline, Turn, speak_text
+from memory.errors import MemoryRecallError, MemoryStoreError
+from rtc.protocol import ErrorMessage, InterruptedMessage, MetricsMessage, ReplyMessage, StateMessage
+from rtc.ratelimit import TokenBucket
+from voice.errors import VoiceError
+from voice.types import TTS
+
+log = logging.getLogger(__name__)
+
+WARM_TASK = "conversation-warm-prompt"
+
+Send = Callable[[BaseModel], None]
+
+
+class TurnNumbers:
+    """A room's turn numbers, one sequence for all its characters (clients match messages by them)."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def next(self) -> int:
+        self.last += 1
+        return self.last
+
+    def give_back(self, number: int) -> None:
+        """A turn nobody saw gives its number to the next one (only the latest can)."""
+        if self.last == number:
+            self.last -= 1
+
+
+@dataclass
+class _Held:
+    """A preemptive reply to ``player``, prepared from the tentative transcript of utterance ``utterance``."""
+
+    player: str
+    utterance: int
+    text: str
+    turn: Turn
+    task: asyncio.Task[None]
+
+
+class Seat:
+    def __init__(
+        self,
+        services: Services,
+        manager: DialogueManager,
+        tts: TTS,
+        speaker: Speaker,
+        send: Send,
+        options: ConversationOptions,
+        numbers: TurnNumbers,
+        *,
+        gate: Callable[[Seat], Awaitable[None]] | None = None,
+        on_change: Callable[[], None] = lambda: None,
+        on_ended: Callable[[Seat, Turn, str], None] | None = None,
+    ) -> None:
+        self._s = services
+        self.manager = manager
+        self.character: Character = manager.character
+        self._tts = tts
+        self.speaker = speaker
+        self._send = send
+        self._opts = options
+        self._numbers = numbers
+        self._gate = gate
+        self._on_change = on_change
+        self._on_ended = on_ended  # a reply to someone's words, heard at least in part, is over
+        self.turn: Turn | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.user_text = ""  # what the current turn answers ("" for a greeting)
+        self.player: str | None = None  # whom the current turn answers (or greets)
+        self.held: _Held | None = None
+        self._merged: set[int] = set()  # turns whose words a later turn answers together with what followed
+        self._carried: dict[str, str] = {}  # per player: words whose reply was dropped when they went on
+        self._background: set[asyncio.Task[None]] = set()  # memory writes and warm-up
+        rate = options.memory_writes_per_min / 60.0
+        self._memory_bucket = TokenBucket(rate, burst=max(2.0, options.memory_writes_per_min / 6))
+
+    @property
+    def id(self) -> str:
+        return self.character.id
+
+    @property
+    def active(self) -> bool:
+        """A reply to someone's words is under way (a greeting needs no model: it is not)."""
+        return self.turn is not None and bool(self.user_text)
+
+    @property
+    def quiet(self) -> bool:
+        return self.turn is None
+
+    # ---- what the room asks --------------------------------------------------------------------------------
+
+    def warm_memory(self, player: str) -> None:
+        memory, character = self._s.memory, self.character.id
+
+        async def warm() -> None:  # load this player's memories before the first recall (a hint)
+            try:
+                await memory.warm(character, player)
+            except MemoryStoreError as exc:  # the first recall will say whether memory is degraded
+                log.warning("memory warm-up failed", extra={"reason": repr(exc)})
+
+        self._spawn(warm(), "conversation-warm-memory")
+
+    def greet(self, player: str | None) -> None:
+        if self.character.greeting:
+            self._start(player, None, lambda _: speak_text(self.character.greeting), Timeline())
+
+    def warm(self) -> None:
+        """Compute the character's prompt ahead, while nobody is active."""
+        self._spawn(self._warm(), WARM_TASK)
+
+    def answer(self, player: str, text: str, said: str, timeline: Timeline, *, typed: bool = False) -> None:
+        """Answer ``text`` of ``player`` (``said``: the same, as the model reads it, e.g. with their name)."""
+        self.drop_held()
+        carried = self._carried.pop(player, "")
+        turn = self.turn
+        if carried:  # the reply to the words before these was dropped when the player went on: answer all of it
+            said = f"{carried} {said}"
+        elif turn is not None and not turn.speaking and self.user_text and not typed and self.player == player:
+            # the player went on before the reply started: answer everything they said, once
+            said = f"{self.user_text} {said}"
+            self._merged.add(turn.number)
+        self._start(player, said, lambda t: self._reply(player, said, timeline, t), timeline)
+
+    def preempt(self, player: str, utterance: int, said: str, speech_end: float) -> None:
+        """Start the reply to a tentative transcript, held until the utterance ends on the same words."""
+        if not self._opts.preemptive or self.turn is not None:
+            return  # only from a quiet character: a turn in progress is answered or merged the usual way
+        timeline = Timeline()
+        timeline.mark("speech_end", speech_end)
+        timeline.mark("asr_final")
+        self._start(player, said, lambda t: self._reply(player, said, timeline, t), timeline, held=True)
+        assert self.turn is not None and self._task is not None
+        self.held = _Held(player, utterance, said, self.turn, self._task)
+
+    def held_for(self, player: str, utterance: int) -> _Held | None:
+        held = self.held
+        return held if held is not None and held.player == player and held.utterance == utterance else None
+
+    def release(self) -> int | None:
+        """The utterance ended on the held reply's words: it reaches the room now. Returns its turn number."""
+        held, self.held = self.held, None
+        if held is None:
+            return None
+        held.turn.release()
+        return held.turn.number
+
+    def drop_held(self, player: str | None = None) -> None:
+        """The player went on (or said something else): the held reply is cancelled, unseen and unheard."""
+        held = self.held
+        if held is None or (player is not None and held.player != player):
+            return
+        self.held = None
+        self._forget(held.turn)
+        held.task.cancel()
+
+    def speech_began(self, player: str) -> None:
+        """``player`` started to speak: a reply to them that made no sound yet is carried over (the floor
+        decides about a reply that is speaking)."""
+        turn = self.turn
+        if turn is None or self.player != player or turn.speaking:
+            return
+        if self.user_text:  # an end of turn that was not one: the reply is dropped unheard, its words carried
+            self._carried[player] = f"{self._carried.get(player, '')} {self.user_text}".strip()
+            self._merged.add(turn.number)
+        self.interrupt()
+
+    def carried(self, player: str) -> str:
+        return self._carried.get(player, "")
+
+    def answer_carried(self, player: str) -> None:
+        """The player's speech after a carried-over reply came to nothing (no words): answer what was carried."""
+        carried = self._carried.pop(player, "")
+        if carried:
+            timeline = Timeline()
+            timeline.mark("speech_end")
+            self._start(player, carried, lambda t: self._reply(player, carried, timeline, t), timeline)
+
+    def interrupt(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def close(self) -> None:
+        """Every turn is finalised (heard text stored), then the background work ends."""
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for job in list(self._background):
+            if job.get_name() == WARM_TASK:  # a prompt warm-up is worth nothing once the session ends
+                job.cancel()
+        if self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    def error(self, code: str, message: str, turn: Turn | None = None) -> None:
+        """Count and report an error (through ``turn``: a held turn's errors reach the room only with it)."""
+        self._s.observer.error(code)
+        (turn.send if turn is not None else self._send)(ErrorMessage(code=code, message=message))
+
+    # ---- turns ---------------------------------------------------------------------------------------------
+
+    def _start(
+        self,
+        player: str | None,
+        user_text: str | None,
+        source: Callable[[Turn], AsyncIterator[ReplyEvent]],
+        timeline: Timeline,
+        *,
+        held: bool = False,
+    ) -> None:
+        previous = self._task
+        gate = self._gate
+        turn = Turn(
+            self._numbers.next(),
+            lambda: source(turn),
+            self._tts,
+            self.speaker,
+            self._send,
+            timeline,
+            held=held,
+            gate=(lambda: gate(self)) if gate is not None else None,
+        )
+        self.turn, self.player, self.user_text = turn, player, user_text or ""
+        self._task = asyncio.create_task(self._run(turn, player, user_text, previous), name=f"turn-{turn.number}")
+        self._task.add_done_callback(lambda _: self._finish_unstarted(turn, player, user_text))
+        self._on_change()
+
+    def _finish_unstarted(self, turn: Turn, player: str | None, user_text: str | None) -> None:
+        """A turn cancelled before its task ran (a reply dropped at once) never reached its own cleanup."""
+        if not turn.finished:
+            self._finish(turn, player, user_text, "interrupted", asked=False)
+
+    async def _run(
+        self, turn: Turn, player: str | None, user_text: str | None, previous: asyncio.Task[None] | None
+    ) -> None:
+        exchanges = -1  # the dialogue history's exchanges before this turn's reply
+        outcome = "done"
+        try:
+            if previous is not None and not previous.done():
+                previous.cancel()
+                await asyncio.wait([previous])  # its end, whatever it was; a cancel of this turn still propagates
+            exchanges = self.manager.exchanges
+            turn.send(StateMessage(state="thinking", turn=turn.number))
+            await turn.run()
+        except asyncio.CancelledError:
+            outcome = "interrupted"
+            raise
+        except VoiceError as exc:  # the voice failed: show the words at least
+            outcome = "failed"
+            log.error("speech synthesis failed", extra={"turn": turn.number, "reason": str(exc)})
+            self.error("tts_failed", f"the character's voice failed: {exc}", turn)
+            if turn.text:
+                turn.send(ReplyMessage(text=turn.text, final=True, turn=turn.number))
+        except Exception as exc:
+            outcome = "failed"
+            log.exception("turn failed", extra={"turn": turn.number})
+            self.error("reply_failed", f"the character could not answer: {exc}", turn)
+        finally:
+            try:
+                self._finish(turn, player, user_text, outcome, asked=0 <= exchanges < self.manager.exchanges)
+            except Exception as exc:  # the turn ends anyway: the next one must not inherit it
+                log.exception("turn cleanup failed", extra={"turn": turn.number})
+                self.error("reply_failed", f"the character could not finish its answer: {exc}", turn)
+                self._abandon(turn)
+
+    def _forget(self, turn: Turn) -> None:
+        """A turn nobody saw: it is no longer the current one, and its number goes to the next."""
+        if self.turn is turn:
+            self.turn, self.player, self.user_text = None, None, ""
+            self._numbers.give_back(turn.number)
+        self._on_change()
+
+    def _abandon(self, turn: Turn) -> None:
+        """``turn`` is over, however far its cleanup got: it is no longer current and the room is listened to."""
+        if self.held is not None and self.held.turn is turn:
+            self.held = None
+        if self.turn is turn:
+            self.turn, self.player, self.user_text = None, None, ""
+            if turn.released:
+                self._send(StateMessage(state="listening", turn=turn.number))
+        self._on_change()
+
+    def _finish(self, turn: Turn, player: str | None, user_text: str | None, outcome: str, *, asked: bool) -> None:
+        turn.finished = True
+        merged = turn.number in self._merged
+        self._merged.discard(turn.number)
+        if not turn.released:  # a preemptive reply nobody got: no trace
+            if user_text is not None and asked:
+                self.manager.retract(user_text)
+            self._s.observer.turn_finished({}, "discarded")
+            if self.held is not None and self.held.turn is turn:
+                self.held = None  # it failed while held: the utterance's end starts a turn the usual way
+            self._forget(turn)
+            return
+        heard = turn.text.strip() if outcome == "done" else turn.heard_text()
+        done = self.manager.last_done if asked and outcome == "done" else None
+        if done is not None and done.echoes:
+            self._s.observer.error("scaffold_echo")  # the model read its prompt back (left unsaid)
+        if outcome == "done" and user_text is not None and (not heard or (done is not None and done.recovery)):
+            # the model said nothing speakable (nothing, only markup, only its prompt read back), counted also when
+            # the manager mended it: asked again (empty_reply_retried) or said the fallback line (_fallback)
+            self._s.observer.error("empty_reply")
+            if done is not None and done.recovery:
+                self._s.observer.error(f"empty_reply_{done.recovery}")
+            log.warning("the reply had nothing to say aloud", extra={"turn": turn.number})
+        if outcome != "done" and turn.speaking:
+            self.speaker.clear()
+            self._send(InterruptedMessage(turn=turn.number, heard=heard))
+        carried = user_text is not None and merged and not turn.speaking  # a later turn answers these words
+        if user_text is not None:
+            if carried and asked:
+                self.manager.retract(user_text)
+            elif not carried:
+                self.manager.heard(len(heard))
+            superseded = self.turn is not turn and not turn.speaking
+            if not superseded and not carried and player is not None:
+                self._remember(player, user_text, heard)
+        self._send(MetricsMessage(turn=turn.number, timeline_ms=turn.timeline.relative_ms()))
+        self._s.observer.turn_finished(dict(turn.timeline.marks), "merged" if carried else outcome)
+        if self.turn is turn:
+            self.turn, self.player, self.user_text = None, None, ""
+            self._send(StateMessage(state="listening", turn=turn.number))
+            if user_text is not None and not carried:  # while the room listens: the next prompt's prefix
+                self._spawn(self._warm(), WARM_TASK)
+        self._on_change()
+        if self._on_ended is not None and user_text is not None and player is not None and not carried:
+            self._on_ended(self, turn, player)
+
+    async def _reply(self, player: str, text: str, timeline: Timeline, turn: Turn) -> AsyncIterator[ReplyEvent]:
+        memories: list[str] = []
+        try:
+            recalled = await asyncio.wait_for(
+                self._s.memory.recall(
+                    self.character.id, player, text, k=self._opts.recall_k, budget_s=self._opts.recall_budget_s
+                ),
+                timeout=self._opts.recall_budget_s * 4,
+            )
+            memories = [r.memory.text for r in recalled]
+        except Exception as exc:  # recall is best effort: the reply goes on without memories, counted as degraded
+            if isinstance(exc, MemoryRecallError):
+                degraded = exc.reason
+            else:  # a store that broke its contract: over four budgets, or an error it did not report as one
+                degraded = "timeout" if isinstance(exc, TimeoutError) else "error"
+            self._s.observer.error("memory_recall_timeout" if degraded == "timeout" else "memory_recall_error")
+            log.warning("memory recall degraded", extra={"reason": degraded, "error": repr(exc)})
+        timeline.mark("recall_done")
+        replies = self.manager.reply(text, memories=memories, on_first_token=lambda: timeline.mark("llm_first_token"))
+        said = 0  # chars of the reply text so far (where an apology would follow)
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(anext(replies), self._opts.llm_timeout_s)
+                except StopAsyncIteration:
+                    return
+                if isinstance(event, ReplySentence):
+                    said = event.start_char + len(event.text)
+                yield event
+        except (TimeoutError, DialogueError) as exc:
+            # the model is down or stalled: say so, in the character's voice, and go on listening
+            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
+            log.warning("llm unavailable", extra={"reason": reason})
+            self.error("llm_unavailable", f"the character's mind is unavailable: {reason}", turn)
+            # the reply ends with the apology, after whatever was said (a worker that died mid-reply)
+            start = said + 1 if said else 0
+            yield ReplySentence(text=self._opts.apology, start_char=start)
+            yield ReplyDone(full_text=self._opts.apology)  # (the Turn keeps the whole text it spoke)
+        finally:
+            close = getattr(replies, "aclose", None)
+            if close is not None:
+                await close()
+
+    def _remember(self, player: str, user_text: str, heard: str) -> None:
+        memory, character, observer = self._s.memory, self.character, self._s.observer
+        reflect = self._s.reflect
+        bucket = self._memory_bucket
+
+        async def write() -> None:
+            try:
+                # at most memory_writes_per_min per character: beyond it, writes wait (they are never dropped)
+                lines = heard_lines(character.name, user_text, heard)
+                waits = [bucket.reserve() for _ in lines]
+                await asyncio.sleep(waits[-1])
+                for line in lines:
+                    await memory.remember(character.id, player, line, kind="heard")
+                    if reflect is not None:
+                        reflect(character.id, player, line)
+            except Exception as exc:
+                observer.error("memory_write")
+                log.error("memory write failed", extra={"reason": repr(exc)})
+
+        self._spawn(write(), "conversation-remember")
+
+    async def _warm(self) -> None:
+        """The next prompt's prefix, computed while no session is active (stopped when one becomes active)."""
+        activity: Activity = self._s.activity
+        with contextlib.suppress(Yielded):
+            await activity.run(self.manager.warm)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """A background task of this seat, kept referenced until done and awaited when the room closes."""
+        task = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

@@ -18,14 +18,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from dialogue.errors import DialogueError
 from dialogue.manager import DialogueManager
-from dialogue.types import Character, ReplyDone, ReplyEvent, ReplySentence
+from dialogue.types import Character, ReplyEvent
 from llmasos.activity import Activity, Yielded
 from llmasos.chat import heard_lines
+from llmasos.reply import reply_events
 from llmasos.services import ConversationOptions, Services
 from llmasos.turn import Speaker, Timeline, Turn, speak_text
-from memory.errors import MemoryRecallError, MemoryStoreError
+from memory.errors import MemoryStoreError
 from rtc.protocol import ErrorMessage, InterruptedMessage, MetricsMessage, ReplyMessage, StateMessage
 from rtc.ratelimit import TokenBucket
 from voice.errors import VoiceError
@@ -354,48 +354,10 @@ class Seat:
         if self._on_ended is not None and user_text is not None and player is not None and not carried:
             self._on_ended(self, turn, player)
 
-    async def _reply(self, player: str, text: str, timeline: Timeline, turn: Turn) -> AsyncIterator[ReplyEvent]:
-        memories: list[str] = []
-        try:
-            recalled = await asyncio.wait_for(
-                self._s.memory.recall(
-                    self.character.id, player, text, k=self._opts.recall_k, budget_s=self._opts.recall_budget_s
-                ),
-                timeout=self._opts.recall_budget_s * 4,
-            )
-            memories = [r.memory.text for r in recalled]
-        except Exception as exc:  # recall is best effort: the reply goes on without memories, counted as degraded
-            if isinstance(exc, MemoryRecallError):
-                degraded = exc.reason
-            else:  # a store that broke its contract: over four budgets, or an error it did not report as one
-                degraded = "timeout" if isinstance(exc, TimeoutError) else "error"
-            self._s.observer.error("memory_recall_timeout" if degraded == "timeout" else "memory_recall_error")
-            log.warning("memory recall degraded", extra={"reason": degraded, "error": repr(exc)})
-        timeline.mark("recall_done")
-        replies = self.manager.reply(text, memories=memories, on_first_token=lambda: timeline.mark("llm_first_token"))
-        said = 0  # chars of the reply text so far (where an apology would follow)
-        try:
-            while True:
-                try:
-                    event = await asyncio.wait_for(anext(replies), self._opts.llm_timeout_s)
-                except StopAsyncIteration:
-                    return
-                if isinstance(event, ReplySentence):
-                    said = event.start_char + len(event.text)
-                yield event
-        except (TimeoutError, DialogueError) as exc:
-            # the model is down or stalled: say so, in the character's voice, and go on listening
-            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
-            log.warning("llm unavailable", extra={"reason": reason})
-            self.error("llm_unavailable", f"the character's mind is unavailable: {reason}", turn)
-            # the reply ends with the apology, after whatever was said (a worker that died mid-reply)
-            start = said + 1 if said else 0
-            yield ReplySentence(text=self._opts.apology, start_char=start)
-            yield ReplyDone(full_text=self._opts.apology)  # (the Turn keeps the whole text it spoke)
-        finally:
-            close = getattr(replies, "aclose", None)
-            if close is not None:
-                await close()
+    def _reply(self, player: str, text: str, timeline: Timeline, turn: Turn) -> AsyncIterator[ReplyEvent]:
+        return reply_events(
+            self._s, self.manager, self._opts, player, text, timeline, lambda c, m: self.error(c, m, turn)
+        )
 
     def _remember(self, player: str, user_text: str, heard: str) -> None:
         memory, character, observer = self._s.memory, self.character, self._s.observer

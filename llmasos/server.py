@@ -24,11 +24,11 @@ import ipaddress
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi import Path as PathParam
@@ -36,12 +36,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmasos.auth import AuthError, authorize, load_secret, verify
-from llmasos.conversation import Conversation
 from llmasos.engine import Engine, load_engine
+from llmasos.http_api import ERRORS as _ERRORS
+from llmasos.http_api import CharacterOffer, ErrorResponse, OfferAnswer, OfferRequest, RoomOffer, error
 from llmasos.metrics import Metrics
 from llmasos.room import Room
 from llmasos.settings import Settings
@@ -52,47 +52,6 @@ log = logging.getLogger(__name__)
 
 WEB = Path(__file__).parent / "web"
 _ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-
-
-class OfferRequest(BaseModel):
-    sdp: str = Field(max_length=1024 * 1024)  # the configured limit (limits.max_sdp_bytes) is checked after
-    type: Literal["offer"]
-    character: str | None = Field(None, pattern=_ID.pattern)  # a 1:1 session with this character, or
-    room: str | None = Field(None, pattern=_ID.pattern)  # ... join this room
-    player: str = Field(pattern=_ID.pattern)
-    name: str | None = Field(None, min_length=1, max_length=40)  # the player's display name in a room
-    token: str | None = Field(None, max_length=4096)  # or `Authorization: Bearer ...`
-
-    @model_validator(mode="after")
-    def _one_target(self) -> OfferRequest:
-        if (self.character is None) == (self.room is None):
-            raise ValueError("give either `character` (a 1:1 session) or `room` (join a room), not both or neither")
-        return self
-
-
-class OfferAnswer(BaseModel):
-    sdp: str
-    type: Literal["answer"] = "answer"
-    session: str
-    room: str | None = None
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 503)
-}
-
-
-def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
 @dataclass
@@ -267,7 +226,7 @@ def create_app(
             header = request.headers.get("authorization", "")
             token = header[7:] if header.lower().startswith("bearer ") else body.token
             try:
-                targets = [body.character] if body.character is not None else _room_characters(state, body.room)
+                targets = [body.character] if isinstance(body, CharacterOffer) else _room_characters(state, body.room)
                 for target in targets:
                     authorize(secret, token, body.player, target)
             except AuthError as exc:
@@ -293,9 +252,8 @@ def create_app(
 
     async def admit(engine: Engine, body: OfferRequest) -> OfferAnswer | JSONResponse:
         """Answer the offer and start its session (a slot is reserved for it)."""
-        if body.room is not None:
-            return await admit_to_room(engine, body, body.room)
-        assert body.character is not None
+        if isinstance(body, RoomOffer):
+            return await admit_to_room(engine, body)
         character = engine.character(body.character)
         if character is None:
             known = ", ".join(engine.characters)
@@ -318,7 +276,7 @@ def create_app(
             state.metrics.error("session_failed")
             return error(500, "session_failed", "the session could not start; see the server log")
         task = asyncio.create_task(
-            _run(state, session_id, peer, conversation, limits.max_session_s), name=f"session-{session_id}"
+            _run(state, session_id, peer, conversation.run(), limits.max_session_s), name=f"session-{session_id}"
         )
         state.sessions[session_id] = _Session(session_id, peer, task)
         state.metrics.sessions.inc()
@@ -336,8 +294,9 @@ def create_app(
             messages_per_s=limits.messages_per_s,
         )
 
-    async def admit_to_room(engine: Engine, body: OfferRequest, room_id: str) -> OfferAnswer | JSONResponse:
-        """Join ``room_id`` (opened at its first participant): the peer hears the room's mix."""
+    async def admit_to_room(engine: Engine, body: RoomOffer) -> OfferAnswer | JSONResponse:
+        """Join ``body.room`` (opened at its first participant): the peer hears the room's mix."""
+        room_id = body.room
         spec = engine.rooms.get(room_id)
         if spec is None:
             known = ", ".join(engine.rooms) or "none"
@@ -366,8 +325,16 @@ def create_app(
         session_id = uuid.uuid4().hex
         peer.send(SessionMessage(session=session_id, player=body.player, room=room_id))
         name = body.name or body.player
+        joined = room.join(body.player, name, peer)
         task = asyncio.create_task(
-            _run_in_room(state, session_id, peer, room, room_id, body.player, name, settings.limits.max_session_s),
+            _run(
+                state,
+                session_id,
+                peer,
+                joined,
+                settings.limits.max_session_s,
+                lambda: _close_if_empty(state, room_id, room),
+            ),
             name=f"session-{session_id}",
         )
         state.sessions[session_id] = _Session(session_id, peer, task)
@@ -379,39 +346,14 @@ def create_app(
     return app
 
 
-def _room_characters(state: ServerState, room_id: str | None) -> list[str]:
-    spec = state.engine.rooms.get(room_id or "") if state.engine is not None else None
+def _room_characters(state: ServerState, room_id: str) -> list[str]:
+    spec = state.engine.rooms.get(room_id) if state.engine is not None else None
     return list(spec.characters) if spec is not None else []
 
 
 def _close_if_empty(state: ServerState, room_id: str, room: Room) -> None:
     if not room.participants and state.rooms.get(room_id) is room:
         del state.rooms[room_id]
-
-
-async def _run_in_room(
-    state: ServerState,
-    session_id: str,
-    peer: PeerSession,
-    room: Room,
-    room_id: str,
-    player: str,
-    name: str,
-    max_s: float,
-) -> None:
-    try:
-        await asyncio.wait_for(room.join(player, name, peer), max_s)
-    except TimeoutError:
-        peer.send(ErrorMessage(code="session_too_long", message=f"sessions end after {max_s:.0f} s; reconnect"))
-        state.metrics.error("session_too_long")
-    except Exception:
-        log.exception("session failed", extra={"session": session_id})
-    finally:
-        await peer.close()
-        _close_if_empty(state, room_id, room)
-        if state.sessions.pop(session_id, None) is not None:
-            state.metrics.sessions.dec()
-        log.info("session ended", extra={"session": session_id})
 
 
 def _rss_mb() -> float:
@@ -438,10 +380,16 @@ def _allow_loopback(settings: Settings) -> bool:
 
 
 async def _run(
-    state: ServerState, session_id: str, peer: PeerSession, conversation: Conversation, max_s: float
+    state: ServerState,
+    session_id: str,
+    peer: PeerSession,
+    session: Coroutine[Any, Any, None],
+    max_s: float,
+    ended: Callable[[], None] = lambda: None,
 ) -> None:
+    """One session (a 1:1 conversation, or a place in a room) until it ends, at most ``max_s``."""
     try:
-        await asyncio.wait_for(conversation.run(), max_s)
+        await asyncio.wait_for(session, max_s)
     except TimeoutError:
         peer.send(ErrorMessage(code="session_too_long", message=f"sessions end after {max_s:.0f} s; reconnect"))
         state.metrics.error("session_too_long")
@@ -449,6 +397,7 @@ async def _run(
         log.exception("session failed", extra={"session": session_id})
     finally:
         await peer.close()
+        ended()
         if state.sessions.pop(session_id, None) is not None:
             state.metrics.sessions.dec()
         log.info("session ended", extra={"session": session_id})

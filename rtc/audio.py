@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import av
 import numpy as np
@@ -174,16 +175,7 @@ class VoiceBuffer:
     def take(self, n: int) -> npt.NDArray[np.int16]:
         """The next ``n`` samples for playout (silence where there is nothing to say)."""
         out = np.zeros(n, dtype=np.int16)
-        filled = 0
-        while filled < n and self._buffer:
-            head = self._buffer[0]
-            take = min(n - filled, len(head))
-            out[filled : filled + take] = head[:take]
-            if take == len(head):
-                self._buffer.popleft()
-            else:
-                self._buffer[0] = head[take:]
-            filled += take
+        filled = pull(self._buffer, out)
         self._buffered -= filled
         self.played_samples += filled
         if filled:
@@ -199,6 +191,21 @@ class VoiceBuffer:
                         still.append((index, fut))
                 self._waiters = still
         return out
+
+
+def pull(chunks: collections.deque[npt.NDArray[np.int16]], out: npt.NDArray[Any]) -> int:
+    """Move samples from the front of ``chunks`` into ``out`` until it is full or they run out; how many."""
+    filled = 0
+    while filled < len(out) and chunks:
+        head = chunks[0]
+        take = min(len(out) - filled, len(head))
+        out[filled : filled + take] = head[:take]
+        if take == len(head):
+            chunks.popleft()
+        else:
+            chunks[0] = head[take:]
+        filled += take
+    return filled
 
 
 def audio_frame(samples: npt.NDArray[np.int16], pts: int) -> av.AudioFrame:

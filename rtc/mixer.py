@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from rtc.audio import FRAME_SAMPLES, SAMPLE_RATE, Clock, PcmFrame, Sleep, VoiceBuffer, audio_frame
+from rtc.audio import FRAME_SAMPLES, SAMPLE_RATE, Clock, PcmFrame, Sleep, VoiceBuffer, audio_frame, pull
 
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 
@@ -197,16 +197,7 @@ class RoomMixer:
 
     def _take(self, mic: _Mic, now: float) -> npt.NDArray[np.int32]:
         out = np.zeros(FRAME_SAMPLES, dtype=np.int32)
-        filled = 0
-        while filled < FRAME_SAMPLES and mic.samples:
-            head = mic.samples[0]
-            take = min(FRAME_SAMPLES - filled, len(head))
-            out[filled : filled + take] = head[:take]
-            if take == len(head):
-                mic.samples.popleft()
-            else:
-                mic.samples[0] = head[take:]
-            filled += take
+        filled = pull(mic.samples, out)
         mic.buffered -= filled
         start = mic.taken
         mic.taken += filled

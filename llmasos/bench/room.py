@@ -196,6 +196,22 @@ def _markdown(result: dict[str, Any]) -> str:
             f"| {row['speakers']} of {row['participants']} | {r['p50']} ms | {r['p95']} ms | {r['max']} ms | "
             f"{row['mixer_tick_ms']['p95']} ms | {row['own_voice_leak_ratio']:.3f} | {row['dropped_listener_frames']} |"
         )
+    v = result.get("voice_to_voice")
+    if v:
+        lines += [
+            "",
+            "Voice-to-voice for addressed utterances in the tavern (two characters, the real models), at the "
+            "asking client: the end of its speech to the first sound of the reply.",
+            "",
+            "| speakers | participants | turns | p50 | p95 | max | unanswered |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in v:
+            t = row["v2v_s"]
+            lines.append(
+                f"| {row['speakers']} | {row['participants']} | {row['measured']} | {t['p50']} s | {t['p95']} s | "
+                f"{t['max']} s | {row['unanswered']} |"
+            )
     a = result.get("addressing")
     if a:
         lines += [
@@ -307,6 +323,72 @@ def _addressing(settings: Settings) -> dict[str, Any]:
     }
 
 
+ROOM_QUESTIONS = (
+    "Brom, how much does a steel sword cost?",
+    "Hilda, is there a room free tonight?",
+    "Brom, can you repair my old axe?",
+    "Hilda, what is the stew tonight?",
+    "Brom, have you seen any wolves on the north road?",
+    "Hilda, who made this bread?",
+)
+
+
+async def _room_v2v(url: str, settings: Settings, speakers: int, participants: int, turns: int) -> dict[str, Any]:
+    """``participants`` clients in the tavern; ``speakers`` of them take turns asking a character by name.
+    Voice-to-voice at the asking client: the end of its speech to the first loud audio after it."""
+    from llmasos.client import VoiceClient
+    from llmasos.models import ModelStore
+    from llmasos.voice_factory import load_tts
+    from voice.audio import float_to_s16, resample, s16_to_float
+    from voice.tts import voiced_range
+
+    tts = load_tts(settings, ModelStore(settings.data_dir))
+
+    def speech(text: str) -> tuple[npt.NDArray[np.int16], float]:
+        out = float_to_s16(resample(s16_to_float(tts.synthesize_sync(text)), tts.sample_rate, 48000))
+        _, last = voiced_range(out)
+        return out, (len(out) - last) / 48000
+
+    questions = [speech(q) for q in ROOM_QUESTIONS]
+    v2v: list[float] = []
+    misses = 0
+    async with contextlib.AsyncExitStack() as stack:
+        clients = []
+        for i in range(participants):
+            client = await VoiceClient.connect(url, room="tavern", player=f"bench-{i}", name=f"Guest{i}")
+            clients.append(await stack.enter_async_context(client))
+        await clients[0].wait_for("state", state="listening", character="innkeeper", timeout_s=180)  # greeted
+        for n in range(turns):
+            asker = clients[n % speakers]
+            pcm, trailing = questions[n % len(questions)]
+            speech_end = await asker.say(pcm) - trailing
+            try:
+                _, addressed = await asker.wait_for("addressed", since=speech_end, timeout_s=120)
+                if addressed["character"] is None:
+                    misses += 1
+                    continue
+                turn = addressed["turn"]
+                await asker.wait_for("reply", final=True, turn=turn, timeout_s=180)
+                first = asker.received.first_loud_after(speech_end)
+                if first is not None:
+                    v2v.append(first - speech_end)
+                await asker.wait_for("state", state="listening", turn=turn, timeout_s=120)
+            except TimeoutError:
+                misses += 1
+    return {
+        "participants": participants,
+        "speakers": speakers,
+        "turns": turns,
+        "v2v_s": {"p50": _s(v2v, 50), "p95": _s(v2v, 95), "max": _s(v2v, 100)},
+        "measured": len(v2v),
+        "unanswered": misses,
+    }
+
+
+def _s(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 3) if values else None
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     speakers = [int(s) for s in args.speakers.split(",") if s.strip()]
     participants = max(max(speakers), args.participants)
@@ -322,6 +404,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "rows": rows,
         "addressing": _addressing(settings),
     }
+    if args.turns > 0:
+        from llmasos.bench.latency import start_server
+
+        proc, url = (None, args.url) if args.url else start_server(settings)
+        try:
+            result["voice_to_voice"] = [
+                asyncio.run(_room_v2v(url, settings, n, participants, args.turns)) for n in speakers
+            ]
+        finally:
+            if proc is not None:
+                proc.terminate()
+                proc.wait(30)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     args.markdown.write_text(_markdown(result), encoding="utf-8")

@@ -36,6 +36,8 @@ def register(sub: Any) -> None:
     r.add_argument("--speakers", default="1,2,4", help="comma-separated numbers of participants speaking")
     r.add_argument("--participants", type=int, default=4)
     r.add_argument("--seconds", type=float, default=10.0, help="listening time per row")
+    r.add_argument("--turns", type=int, default=8, help="addressed questions per row for voice-to-voice (0: skip)")
+    r.add_argument("--url", default=None, help="a running server for voice-to-voice (default: start one)")
     r.add_argument("--json", type=Path, default=Path("bench/results/room.json"))
     r.add_argument("--markdown", type=Path, default=Path("bench/results/room.md"))
     r.set_defaults(handler=_run_room)

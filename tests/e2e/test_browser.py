@@ -116,5 +116,6 @@ def test_browser_joins_a_room_shows_who_is_there_and_focus_addresses_the_charact
             page.wait_for_function(f"window.llmasos.replies[{turn}] !== undefined", timeout=60_000)
             assert "Brom Ironhand" in page.locator(".msg.character").last.get_attribute("data-name")
             assert "→ Brom Ironhand (focus)" in page.locator(".msg.user").last.inner_text()
+            page.click("#hangup")  # leave the room
         finally:
             browser.close()

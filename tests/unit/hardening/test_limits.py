@@ -105,6 +105,6 @@ async def test_session_length_limit_closes_with_an_error(tmp_path: Path) -> None
     app = create_app(load_settings(None, data_dir=str(tmp_path)), loader=lambda s, p: _Loaded())  # type: ignore[arg-type,return-value]
     state = app.state.llmasos
     peer = _Peer()
-    await _run(state, "s1", peer, _Forever(), max_s=0.01)  # type: ignore[arg-type]
+    await _run(state, "s1", peer, _Forever().run(), max_s=0.01)  # type: ignore[arg-type]
     assert peer.closed
     assert [m.code for m in peer.sent] == ["session_too_long"]

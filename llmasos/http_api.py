@@ -1,0 +1,61 @@
+"""The HTTP API's bodies: the WebRTC offer and its answer, and the one error shape of every 4xx/5xx answer."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+class _Offer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sdp: str = Field(max_length=1024 * 1024)  # the configured limit (limits.max_sdp_bytes) is checked after
+    type: Literal["offer"]
+    player: str = Field(pattern=_ID.pattern)
+    token: str | None = Field(None, max_length=4096)  # or `Authorization: Bearer ...`
+
+
+class CharacterOffer(_Offer):
+    """A 1:1 session with one character."""
+
+    character: str = Field(pattern=_ID.pattern)
+
+
+class RoomOffer(_Offer):
+    """A place in a room, as ``name`` (the player id when it is not given)."""
+
+    room: str = Field(pattern=_ID.pattern)
+    name: str | None = Field(None, min_length=1, max_length=40)
+
+
+OfferRequest = CharacterOffer | RoomOffer
+
+
+class OfferAnswer(BaseModel):
+    sdp: str
+    type: Literal["answer"] = "answer"
+    session: str
+    room: str | None = None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 503)
+}
+
+
+def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)

@@ -127,6 +127,12 @@ class Addressing:
         return Addressed(speaker, None, "none")
 
 
+def vocabulary(characters: Iterable[Character]) -> str:
+    """The names a room's people will say, as a prompt for the speech recognition ("Hilda, innkeeper, ...")."""
+    names = dict.fromkeys(n for c in characters for n in (c.name, c.role, *c.aliases) if n)
+    return ", ".join(names) + "." if names else ""
+
+
 def mention(words: Sequence[_Word], names: Iterable[str]) -> int | None:
     """The index of the first word of ``words`` that names someone called by ``names``, or None."""
     best: int | None = None

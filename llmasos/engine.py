@@ -18,6 +18,7 @@ import numpy as np
 
 from dialogue import Backend, Character, CharacterError, RoomError, RoomSpec, check_characters, scan, scan_rooms
 from llmasos.activity import Activity
+from llmasos.addressing import vocabulary
 from llmasos.conversation import Conversation, ConversationOptions, Observer, Services, Transport
 from llmasos.dialogue_factory import (
     PACKAGED_ROOMS,
@@ -105,8 +106,13 @@ class Engine:
         """A room opened on ``spec``: its characters, each with its own voice in the room's mix, told the
         room's scenario and facts and who else is there."""
         options = dataclasses.replace(self.conversation_options(), greet=True)
-        room = Room(self.services(observer), options, room_id=spec.id, mixer=RoomMixer())
         present = [self.characters[c] for c in spec.characters]
+        # the speech recognition is told the names people will say (measured: `bench room`, addressing)
+        asr = self.asr.with_prompt(vocabulary(present))
+        services = dataclasses.replace(
+            self.services(observer), open_listener=lambda: open_listener(self.settings, self.vad, asr, self.turn)
+        )
+        room = Room(services, options, room_id=spec.id, mixer=RoomMixer())
         for character in present:
             others = [f"{o.name} ({o.role})" if o.role else o.name for o in present if o is not character]
             scene = " ".join(

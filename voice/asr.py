@@ -8,7 +8,9 @@ single worker also serialises sessions on the shared model.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,6 +59,17 @@ class WhisperASR:
         self.name = name
         self.device = device
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+        self._owner = True  # a prompted view leaves the thread to the model it came from
+        self.prompt: str | None = None
+
+    def with_prompt(self, prompt: str) -> WhisperASR:
+        """This model, told the words to expect (a room's names: "Hilda, Brom Ironhand, blacksmith"), sharing its
+        model and its decoding thread. Whisper reads the prompt as text said before the audio, so it spells
+        those words as given. A decode that only says the prompt's own words back (what Whisper does with
+        noise when given a prompt) is no speech."""
+        view = copy.copy(self)
+        view.prompt, view._owner = prompt.strip() or None, False
+        return view
 
     @classmethod
     def load(
@@ -101,6 +114,7 @@ class WhisperASR:
             without_timestamps=not final,
             condition_on_previous_text=False,
             vad_filter=False,
+            initial_prompt=self.prompt,
         )
         texts: list[str] = []
         words: list[Word] = []
@@ -108,8 +122,11 @@ class WhisperASR:
             texts.append(seg.text)
             for w in seg.words or ():
                 words.append(Word(w.word.strip(), float(w.start), float(w.end), float(w.probability)))
+        text = " ".join(t.strip() for t in texts if t.strip())
+        if self.prompt and prompt_echo(text, self.prompt):
+            text, words = "", []
         return Transcript(
-            text=" ".join(t.strip() for t in texts if t.strip()),
+            text=text,
             language=str(info.language),
             final=final,
             words=tuple(words),
@@ -122,7 +139,15 @@ class WhisperASR:
         self.transcribe_sync(np.zeros(ASR_RATE, dtype=np.float32), final=False)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Stop the decoding thread (a prompted view's close does nothing)."""
+        if self._owner:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def prompt_echo(text: str, prompt: str) -> bool:
+    """``text`` is nothing but words of ``prompt`` (names read back), or nothing at all."""
+    said = re.findall(r"[a-z']+", text.lower())
+    return bool(said) and set(said) <= set(re.findall(r"[a-z']+", prompt.lower()))
 
 
 def _check(audio: Samples) -> None:

@@ -214,19 +214,27 @@ def _markdown(result: dict[str, Any]) -> str:
             )
     a = result.get("addressing")
     if a:
+        plain, prompted = a["plain"], a["prompted"]
         lines += [
             "",
-            f"Whom an utterance is for: {a['utterances']} utterances ({', '.join(a['voices'])}; "
-            f"{a['meant_a_character']} meant for a character, {a['meant_nobody']} for nobody), recognised by "
-            "Whisper tiny.en, decided by the room's policy.",
+            f"Whom an utterance is for: {plain['utterances']} utterances ({', '.join(plain['voices'])}; "
+            f"{plain['meant_a_character']} meant for a character, {plain['meant_nobody']} for nobody), recognised by "
+            "Whisper tiny.en, decided by the room's policy; the recogniser as it is, and told the room's names "
+            f"({a['prompt']!r}).",
             "",
-            "| wrongly answered | wrongly ignored |",
-            "|---|---|",
-            f"| {a['wrongly_answered']} ({a['wrongly_answered_rate']:.1%} of all) | "
-            f"{a['wrongly_ignored']} ({a['wrongly_ignored_rate']:.1%} of those meant for a character) |",
+            "| recogniser | wrongly answered | wrongly ignored |",
+            "|---|---|---|",
         ]
-        for m in a["mistakes"]:
-            lines.append(f"- {m['voice']}: said {m['said']!r}, heard {m['heard']!r}: {m['decided']} ({m['reason']})")
+        for label, r in (("as it is", plain), ("told the room's names", prompted)):
+            lines.append(
+                f"| {label} | {r['wrongly_answered']} ({r['wrongly_answered_rate']:.1%} of all) | "
+                f"{r['wrongly_ignored']} ({r['wrongly_ignored_rate']:.1%} of those meant for a character) |"
+            )
+        for label, r in (("as it is", plain), ("told the room's names", prompted)):
+            for m in r["mistakes"]:
+                lines.append(
+                    f"- {label}, {m['voice']}: said {m['said']!r}, heard {m['heard']!r}: {m['decided']} ({m['reason']})"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -262,7 +270,7 @@ SCRIPT: list[tuple[str, str, str | None, tuple[str, str] | None]] = [
 
 def _addressing(settings: Settings) -> dict[str, Any]:
     from dialogue import scan
-    from llmasos.addressing import Addressing, Named
+    from llmasos.addressing import Addressing, Named, vocabulary
     from llmasos.bench.turn import _espeak
     from llmasos.dialogue_factory import characters_dir
     from llmasos.models import ModelStore
@@ -278,7 +286,7 @@ def _addressing(settings: Settings) -> dict[str, Any]:
         "piper-joe": tts,
         "piper-joe-high": tts.styled(VoiceStyle(1.05, 1.18)),
     }
-    rows: list[dict[str, Any]] = []
+    spoken: list[tuple[str, str, str, str | None, tuple[str, str] | None, Any]] = []
     for voice_name in [*voices, "espeak-ng"]:
         for speaker, text, meant, answered in SCRIPT:
             if voice_name == "espeak-ng":
@@ -288,7 +296,12 @@ def _addressing(settings: Settings) -> dict[str, Any]:
             else:
                 voice = voices[voice_name]
                 audio = resample(s16_to_float(voice.synthesize_sync(text)), voice.sample_rate, 16_000)
-            heard = asr.transcribe_sync(audio, final=True).text.strip()
+            spoken.append((voice_name, speaker, text, meant, answered, audio))
+
+    def score(recogniser: Any) -> dict[str, Any]:
+        rows: list[dict[str, Any]] = []
+        for voice_name, speaker, text, meant, answered, audio in spoken:
+            heard = recogniser.transcribe_sync(audio, final=True).text.strip()
             policy = Addressing([Named.character(c) for c in tavern])
             for player, name in (("ann", "Ann"), ("bob", "Bob"), ("cat", "Cat")):
                 policy.join(player, name)
@@ -305,11 +318,18 @@ def _addressing(settings: Settings) -> dict[str, Any]:
                     "reason": decision.reason,
                 }  # fmt: skip
             )
+        return _scored(rows)
+
+    result = {"plain": score(asr), "prompted": score(asr.with_prompt(vocabulary(tavern))), "prompt": vocabulary(tavern)}
+    asr.close()
+    return result
+
+
+def _scored(rows: list[dict[str, Any]]) -> dict[str, Any]:
     meant_someone = [r for r in rows if r["meant"] is not None]
     meant_nobody = [r for r in rows if r["meant"] is None]
     wrongly_answered = [r for r in rows if r["decided"] is not None and r["decided"] != r["meant"]]
     wrongly_ignored = [r for r in meant_someone if r["decided"] is None]
-    asr.close()
     return {
         "utterances": len(rows),
         "voices": sorted({r["voice"] for r in rows}),

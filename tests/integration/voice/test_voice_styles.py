@@ -72,3 +72,15 @@ async def test_a_styled_view_shares_the_voice_and_closing_it_keeps_the_voice(tts
 def test_a_style_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError, match="rate is 0.5-2.0 and pitch 0.7-1.4"):
         VoiceStyle(rate=3.0)
+
+
+async def test_a_prompted_recogniser_hears_speech_and_not_its_prompt_in_silence(tts: PiperTTS, asr: WhisperASR) -> None:
+    prompted = asr.with_prompt("Hilda, innkeeper, Brom Ironhand, blacksmith.")
+    pcm = tts.synthesize_sync("Hilda, is there a room free tonight?")
+    audio = resample(s16_to_float(pcm), tts.sample_rate, 16_000)
+    heard = (await prompted.transcribe(audio)).text
+    assert wer("Hilda, is there a room free tonight?", heard) <= 0.15, heard
+    quiet = (np.random.default_rng(1).standard_normal(16_000) * 0.003).astype(np.float32)
+    assert "hilda" not in prompted.transcribe_sync(quiet).text.lower()  # never the prompt's names out of noise
+    prompted.close()  # a view: the model goes on
+    assert (await asr.transcribe(audio)).text

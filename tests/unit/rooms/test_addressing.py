@@ -156,3 +156,20 @@ def test_leaving_forgets_a_players_follow_up_and_focus() -> None:
 
 def test_a_decision_names_its_speaker() -> None:
     assert room(*TAVERN).decide("bob", "Hilda!", 1.0) == Addressed("bob", "innkeeper", "name")
+
+
+def test_the_vocabulary_a_room_tells_the_speech_recognition() -> None:
+    from llmasos.addressing import vocabulary
+
+    assert vocabulary([HILDA, BROM]) == "Hilda, innkeeper, Brom Ironhand, blacksmith, Smith."
+    assert vocabulary([]) == ""
+
+
+def test_a_decode_that_only_reads_the_prompt_back_is_no_speech() -> None:
+    from voice.asr import prompt_echo
+
+    prompt = "Hilda, innkeeper, Brom Ironhand, blacksmith."
+    assert prompt_echo("Hilda, innkeeper.", prompt)
+    assert prompt_echo("Brom Ironhand", prompt)
+    assert not prompt_echo("Brom, a sword please.", prompt)
+    assert not prompt_echo("", prompt)

@@ -79,7 +79,7 @@ async def test_a_prompted_recogniser_hears_speech_and_not_its_prompt_in_silence(
     pcm = tts.synthesize_sync("Hilda, is there a room free tonight?")
     audio = resample(s16_to_float(pcm), tts.sample_rate, 16_000)
     heard = (await prompted.transcribe(audio)).text
-    assert wer("Hilda, is there a room free tonight?", heard) <= 0.15, heard
+    assert "Hilda" in heard and wer("Hilda, is there a room free tonight?", heard) <= 0.35, heard  # the name, spelt
     quiet = (np.random.default_rng(1).standard_normal(16_000) * 0.003).astype(np.float32)
     assert "hilda" not in prompted.transcribe_sync(quiet).text.lower()  # never the prompt's names out of noise
     prompted.close()  # a view: the model goes on

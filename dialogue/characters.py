@@ -26,14 +26,13 @@ fallback line) of a card can be declared under ``data.extensions.llmasos`` in ou
 
 from __future__ import annotations
 
-import json
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dialogue.content import invalid, read_content
 from dialogue.errors import CharacterError, CharacterNotFoundError
 from dialogue.types import ActionParam, ActionSpec, Character, VoiceChoice
 
@@ -90,7 +89,7 @@ class _CharacterModel(_Strict):
 
 def load_character(path: Path) -> Character:
     """Read one character file; CharacterError names the file and the field when it is invalid."""
-    data = _read(path)
+    data = read_content(path, CharacterError)
     if isinstance(data, dict) and "spec" in data:
         return _from_card(path, data)
     return _build(path, data, default_id=path.stem)
@@ -133,30 +132,11 @@ def find(directory: Path, character_id: str) -> Character:
     raise CharacterNotFoundError(directory, "id", f"no character {character_id!r} (known: {known})")
 
 
-def _read(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CharacterError(path, "", f"cannot read the file: {exc}") from None
-    if path.suffix == ".toml":
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise CharacterError(path, "", f"not valid TOML: {exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CharacterError(path, "", f"not valid JSON: {exc}") from None
-
-
 def _build(path: Path, data: Any, *, default_id: str, prefix: str = "") -> Character:
     try:
         model = _CharacterModel.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = prefix + ".".join(str(p) for p in err["loc"])
-        more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
-        raise CharacterError(path, field, f"{err['msg']}{more}") from None
+        raise invalid(path, exc, CharacterError, prefix) from None
     character_id = model.id or default_id.lower()
     if not re.match(_ID, character_id):
         raise CharacterError(path, prefix + "id", f"{character_id!r} is not a valid id: use a-z, 0-9, _ and -")

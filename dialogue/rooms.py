@@ -12,15 +12,13 @@ A room names its characters by id; whether they exist is checked where the chara
 
 from __future__ import annotations
 
-import json
 import re
-import tomllib
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from dialogue.content import invalid, read_content
 from dialogue.errors import RoomError
 from dialogue.types import RoomSpec
 
@@ -40,14 +38,11 @@ class _RoomModel(BaseModel):
 
 def load_room(path: Path) -> RoomSpec:
     """Read one room file; RoomError names the file and the field when it is invalid."""
-    data = _read(path)
+    data = read_content(path, RoomError)
     try:
         model = _RoomModel.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
-        raise RoomError(path, field, f"{err['msg']}{more}") from None
+        raise invalid(path, exc, RoomError) from None
     room_id = model.id or path.stem.lower()
     if not re.match(_ID, room_id):
         raise RoomError(path, "id", f"{room_id!r} is not a valid id: use a-z, 0-9, _ and -")
@@ -98,15 +93,3 @@ def check_characters(room: RoomSpec, known: Collection[str]) -> None:
             "characters",
             f"no character {', '.join(map(repr, missing))} (known: {', '.join(sorted(known)) or 'none'})",
         )
-
-
-def _read(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RoomError(path, "", f"cannot read the file: {exc}") from None
-    try:
-        return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        kind = "TOML" if path.suffix == ".toml" else "JSON"
-        raise RoomError(path, "", f"not valid {kind}: {exc}") from None

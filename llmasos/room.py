@@ -6,7 +6,7 @@ voice and replies), a policy for whom an utterance is for (``Addressing``) and o
         ▲                   │            (addressed)             │ gate: Floor.want (one voice at a time,
         │                   ├──► Floor: barge-in by the one       │       never over someone mid-utterance)
         │                   │    answered, or by speech for it    ▼
-        └── wire messages ◄─┴── one place (``_send``/``_to``): stamped with speaker and character in a room
+        └── wire messages ◄─┴── made in one place (``_send``): stamped with speaker and character in a room
 
 The audio edge is the room's: in a 1:1 conversation the character speaks into the participant's own speaker
 track; in a room every character has a VoiceBuffer in the room's mixer (``rtc.mixer``), and every
@@ -44,7 +44,6 @@ from llmasos.participant import (
 from llmasos.seat import Seat, TurnNumbers
 from llmasos.services import ConversationOptions, Services
 from llmasos.turn import Speaker, Timeline, Turn
-from rtc.audio import PcmFrame
 from rtc.mixer import RoomMixer
 from rtc.protocol import AddressedMessage, ErrorMessage, RoomMessage, StateMessage, TranscriptMessage
 from rtc.protocol import Participant as ParticipantInfo
@@ -131,7 +130,8 @@ class Room:
         self.transcripts[player] = participant.transcripts
         self.addressing.join(player, name)
         if self.mixer is not None:
-            participant.on_frame = lambda frame: self._feed(player, frame)
+            mixer = self.mixer
+            participant.on_frame = lambda frame: mixer.feed(player, frame)
             if self._mixing is None:
                 self._mixing = asyncio.create_task(self.mixer.run(), name=f"room-{self.id}-mix")
         self._announce("joined", player)
@@ -381,15 +381,11 @@ class Room:
         return f"{p.name}: {text}" if self.stamped else text
 
     def _with_carried(self, player: str, text: str) -> str:
-        carried = " ".join(seat.carried(player) for seat in self.seats.values() if seat.carried(player))
-        return f"{carried} {text}".strip()
+        carried = (seat.carried(player) for seat in self.seats.values())
+        return " ".join([*(c for c in carried if c), text]).strip()
 
     def _all_quiet(self) -> bool:
         return all(seat.quiet for seat in self.seats.values())
-
-    def _feed(self, player: str, frame: PcmFrame) -> None:
-        if self.mixer is not None:
-            self.mixer.feed(player, frame)
 
     def _sync_activity(self) -> None:
         """Tell the server whether this room is active: someone speaks, or a reply to someone is under way

@@ -74,6 +74,7 @@ class DialogueManager:
         self._history: list[HistoryEntry] = []
         self._exchanges = 0
         self._last_done: ReplyDone | None = None
+        self._others: tuple[str, ...] = ()  # who else is in the room (``hear_others``)
         # an engine that keeps computed prompts keeps this conversation's where its next request finds it
         self._engine_kwargs: dict[str, Any] = (
             {"affinity": f"{character.id}/{uuid.uuid4().hex[:12]}"} if backend.prefix_cache else {}
@@ -173,7 +174,7 @@ class DialogueManager:
         if self._use_tools:
             model = model.bind_tools(tool_definitions(self._character))
         parser = ActionMarkupParser(self._character, self._dropped)
-        echoes = ScaffoldFilter(scaffolding(self._character), PLAYER_NAMES, own_names(self._character))
+        echoes = ScaffoldFilter(scaffolding(self._character), PLAYER_NAMES + self._others, own_names(self._character))
         splitter = SentenceSplitter(self._options.splitter)
         spoken = reply.spoken
         calls: dict[int, _ToolCall] = {}
@@ -238,6 +239,19 @@ class DialogueManager:
         else:
             self._history.pop()
 
+    def overheard(self, speaker: str, text: str) -> None:
+        """In a room: ``speaker`` said ``text`` to someone else, or another character said it (heard); or, with
+        no speaker, something the character now knows happened. It goes into the history, so the next reply
+        knows what was said and done around the character."""
+        if text.strip():
+            self._history.append(HistoryEntry("room", f"{speaker}: {text.strip()}" if speaker else text.strip()))
+            self._trim()
+
+    def hear_others(self, names: Sequence[str]) -> None:
+        """The names of the others in a room (people and characters): a reply line that begins as one of their
+        transcript lines ("Ann: ...", "Hilda said: ...") reads the history back, and is left unsaid."""
+        self._others = tuple(dict.fromkeys(n for n in names if n))
+
     def retract(self, player_text: str) -> None:
         """The last reply (to ``player_text``) never reached the player, nor did they mean it as said: a reply
         prepared before they finished speaking, or superseded by what they said next. Take the exchange out."""
@@ -289,12 +303,19 @@ class DialogueManager:
         self._history.append(HistoryEntry("player", player_text, context))
         if reply.strip():
             self._history.append(HistoryEntry("character", reply.strip()))
+        self._trim()
+
+    def _trim(self) -> None:
+        """At most ``history_turns`` exchanges' worth of entries (lines overheard count as entries), down to
+        half the cap at once: the prompt's prefix (cached by local engines) changes every cap/2 turns instead
+        of every turn. The history never starts with the character's words."""
         cap = self._options.history_turns
-        if len(self._history) > cap * 2:
-            # down to half the cap at once: the prompt's prefix (cached by local engines) changes every
-            # cap/2 turns instead of every turn
-            keep = (cap + 1) // 2 * 2
-            del self._history[: len(self._history) - keep]
+        h = self._history
+        if len(h) > cap * 2:
+            start = len(h) - (cap + 1) // 2 * 2
+            while start < len(h) and h[start].role == "character":
+                start += 1
+            del h[:start]
 
 
 def _text(chunk: BaseMessageChunk | Any) -> str:

@@ -69,17 +69,29 @@ def with_context(context: str, text: str) -> str:
 
 
 def build_messages(p: PromptInput) -> list[BaseMessage]:
+    """System, then the history, then this turn. Lines overheard in a room come as the human side's words,
+    joined with the player's next ones into one message: the roles alternate, which strict chat templates need."""
     messages: list[BaseMessage] = [SystemMessage(system_text(p))]
     for entry in p.history:
-        if entry.role == "player":
-            messages.append(HumanMessage(with_context(entry.context, entry.text)))
-        else:
+        if entry.role == "character":
             messages.append(AIMessage(entry.text))
+        else:
+            _human(messages, with_context(entry.context, entry.text), "\n" if entry.role == "room" else "\n\n")
     text = with_context(context_text(p), p.player_text)
     if p.nudge:
         text += "\n\n" + nudge_text(p.character)
-    messages.append(HumanMessage(text))
+    _human(messages, text, "\n\n")
     return messages
+
+
+def _human(messages: list[BaseMessage], text: str, after: str) -> None:
+    """``text`` on the human side: a message of its own, or after the human message before it (``after``: one
+    line overheard after another, a paragraph before the words answered)."""
+    last = messages[-1]
+    if isinstance(last, HumanMessage) and isinstance(last.content, str):
+        messages[-1] = HumanMessage(f"{last.content}{after}{text}" if text else last.content)
+    else:
+        messages.append(HumanMessage(text))
 
 
 def nudge_text(c: Character) -> str:

@@ -127,9 +127,10 @@ class Addressing:
         return Addressed(speaker, None, "none")
 
 
-def vocabulary(characters: Iterable[Character]) -> str:
-    """The names a room's people will say, as a prompt for the speech recognition ("Hilda, innkeeper, ...")."""
-    names = dict.fromkeys(n for c in characters for n in (c.name, c.role, *c.aliases) if n)
+def vocabulary(characters: Iterable[Character], people: Iterable[str] = ()) -> str:
+    """The names a room's people will say, as a prompt for the speech recognition ("Hilda, innkeeper, ...,
+    Ann, Bob."): the characters' names, roles and aliases, then the names of the people in the room."""
+    names = dict.fromkeys([*(n for c in characters for n in (c.name, c.role, *c.aliases) if n), *people])
     return ", ".join(names) + "." if names else ""
 
 

@@ -16,6 +16,7 @@ from typing import TextIO
 from langchain_core.messages import BaseMessage
 
 from dialogue import BackendError, Character, DialogueManager, ReplyAction, ReplyEvent, ReplySentence
+from llmasos.ask import Ask
 from memory import MemoryRecallError, MemoryStore
 
 log = logging.getLogger(__name__)
@@ -85,16 +86,8 @@ class ChatSession:
         if chars is not None:
             self._manager.heard(chars)
             reply = self._manager.last_reply
-        for line in heard_lines(self._manager.character.name, said, reply):
+        for line in Ask(self._player, said).memory_lines(self._manager.character.name, reply):
             await self._memory.remember(self.character_id, self._player, line, kind="heard")
-
-
-def heard_lines(character_name: str, said: str, heard: str) -> list[str]:
-    """What one exchange leaves in memory: what the player said, and what they heard of the answer."""
-    lines = [f"The player said: {said}"]
-    if heard.strip():
-        lines.append(f"{character_name} said: {heard.strip()}")
-    return lines
 
 
 ReadLine = Callable[[], Awaitable[str]]

@@ -148,10 +148,12 @@ class VoiceClient:
         player: str,
         room: str | None = None,
         name: str | None = None,
+        greet: bool = True,
         timeout_s: float = 30.0,
         http: httpx.AsyncClient | None = None,
     ) -> VoiceClient:
-        """A 1:1 session with ``character``, or (``room``) a place in a room, as ``name``."""
+        """A 1:1 session with ``character``, or (``room``) a place in a room, as ``name``; ``greet``: false, the
+        character does not greet."""
         host = httpx.URL(base_url).host
         if host in ("localhost", "127.0.0.1", "::1"):
             allow_loopback_candidates()  # the server may be reachable on loopback only
@@ -161,7 +163,9 @@ class VoiceClient:
         client = cls(pc, mic)
         try:
             await pc.setLocalDescription(await pc.createOffer())  # gathers ICE before returning
-            body: dict[str, str] = {"sdp": pc.localDescription.sdp, "type": "offer", "player": player}
+            body: dict[str, Any] = {"sdp": pc.localDescription.sdp, "type": "offer", "player": player}
+            if not greet:
+                body["greet"] = False
             if room is not None:
                 body.update(room=room, name=name or player)
             elif character is not None:

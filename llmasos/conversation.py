@@ -35,9 +35,9 @@ class Conversation:
         player: str,
         options: ConversationOptions = DEFAULT_OPTIONS,
     ) -> None:
-        self._s = services
+        self.services = services  # what it runs on (shared with other sessions)
+        self.manager = manager  # the character's side of this conversation: its history
         self._t = transport
-        self._manager = manager
         self._player = player
         self.room = Room(services, options)
         self.room.add_character(manager, services.tts, transport.speaker)

@@ -18,7 +18,6 @@ import numpy as np
 
 from dialogue import Backend, Character, CharacterError, RoomError, RoomSpec, check_characters, scan, scan_rooms
 from llmasos.activity import Activity
-from llmasos.addressing import vocabulary
 from llmasos.conversation import Conversation, ConversationOptions, Observer, Services, Transport
 from llmasos.dialogue_factory import (
     PACKAGED_ROOMS,
@@ -96,19 +95,27 @@ class Engine:
         return self.characters.get(character_id)
 
     def conversation(
-        self, transport: Transport, character: Character, player: str, observer: Observer | None = None
+        self,
+        transport: Transport,
+        character: Character,
+        player: str,
+        observer: Observer | None = None,
+        *,
+        greet: bool = True,
     ) -> Conversation:
         manager = build_manager(self.settings, self.backend, character)
         services = self.services(observer, character)
-        return Conversation(services, transport, manager, player, self.conversation_options())
+        options = dataclasses.replace(self.conversation_options(), greet=greet)
+        return Conversation(services, transport, manager, player, options)
 
     def room(self, spec: RoomSpec, observer: Observer | None = None) -> Room:
         """A room opened on ``spec``: its characters, each with its own voice in the room's mix, told the
         room's scenario and facts and who else is there."""
         options = dataclasses.replace(self.conversation_options(), greet=True)
         present = [self.characters[c] for c in spec.characters]
-        # the speech recognition is told the names people will say (measured: `bench room`, addressing)
-        asr = self.asr.with_prompt(vocabulary(present))
+        # the speech recognition is told the names people will say, the characters' and the people's in the room
+        # as they come and go (measured: `bench room`, addressing)
+        asr = self.asr.with_prompt(lambda: room.vocabulary)
         services = dataclasses.replace(
             self.services(observer), open_listener=lambda: open_listener(self.settings, self.vad, asr, self.turn)
         )

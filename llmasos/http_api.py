@@ -18,6 +18,7 @@ class _Offer(BaseModel):
     type: Literal["offer"]
     player: str = Field(pattern=_ID.pattern)
     token: str | None = Field(None, max_length=4096)  # or `Authorization: Bearer ...`
+    greet: bool = True  # false: the character does not greet (a client that reconnects, a scene already under way)
 
 
 class CharacterOffer(_Offer):

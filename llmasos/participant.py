@@ -3,7 +3,8 @@ and their data channel. What they do reaches the room as typed events (``Heard``
 
     mic frames ─► 16 kHz mono ─► listener (endpointer + ASR) ─► SpeechBegan / SpeechWentOn / Partial /
                                                                  Tentative / Final / NotHeard / ListenerBroke
-    data channel ─► Typed / Interrupt / Focus (``ping`` is answered here, bad input gets an ``error`` here)
+    data channel ─► Typed / Interrupt / Focus / World / ActionResult (``ping`` is answered here, bad input
+                    gets an ``error`` here)
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from llmasos.turn import Speaker, Timeline
 from rtc.audio import PcmFrame
 from rtc.errors import ProtocolError
 from rtc.protocol import (
+    ActionResultMessage,
     ClientMessage,
     FocusMessage,
     InterruptMessage,
     PingMessage,
     PongMessage,
     TextMessage,
+    WorldMessage,
 )
 from voice.audio import check_format
 from voice.errors import AudioFormatError, VoiceError
@@ -129,6 +132,23 @@ class Focus:
     character: str | None
 
 
+@dataclass(frozen=True)
+class World:
+    """What the game knows now about this person's world (replaces what it said before)."""
+
+    facts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """How a world action of turn ``turn`` turned out in the game."""
+
+    turn: int
+    action: str
+    ok: bool
+    reason: str
+
+
 Heard = (
     SpeechBegan
     | SpeechEnded
@@ -138,6 +158,8 @@ Heard = (
     | Final
     | NotHeard
     | ListenerBroke
+    | World
+    | ActionResult
     | Typed
     | Interrupt
     | Focus
@@ -325,5 +347,9 @@ class Participant:
             self._host.heard(self, Interrupt())
         elif isinstance(item, FocusMessage):
             self._host.heard(self, Focus(item.character))
+        elif isinstance(item, WorldMessage):
+            self._host.heard(self, World(tuple(f.strip() for f in item.facts if f.strip())))
+        elif isinstance(item, ActionResultMessage):
+            self._host.heard(self, ActionResult(item.turn, item.action, item.ok, (item.reason or "").strip()))
         elif isinstance(item, PingMessage):
             self.send(PongMessage(id=item.id))

@@ -24,9 +24,12 @@ async def reply_events(
     text: str,
     timeline: Timeline,
     error: Callable[[str, str], None],
+    *,
+    world: str = "",
 ) -> AsyncIterator[ReplyEvent]:
     """The reply to ``text`` of ``player``: recall (best effort, within its budget), then the model's events,
-    each awaited at most ``llm_timeout_s``; a model that is down or stalled ends the reply with the apology."""
+    each awaited at most ``llm_timeout_s``; a model that is down or stalled ends the reply with the apology.
+    ``world``: what the game says is so right now (the prompt's "Right now:")."""
     memories: list[str] = []
     try:
         recalled = await asyncio.wait_for(
@@ -44,7 +47,9 @@ async def reply_events(
         services.observer.error("memory_recall_timeout" if degraded == "timeout" else "memory_recall_error")
         log.warning("memory recall degraded", extra={"reason": degraded, "error": repr(exc)})
     timeline.mark("recall_done")
-    replies = manager.reply(text, memories=memories, on_first_token=lambda: timeline.mark("llm_first_token"))
+    replies = manager.reply(
+        text, memories=memories, world=world, on_first_token=lambda: timeline.mark("llm_first_token")
+    )
     said = 0  # chars of the reply text so far (where an apology would follow)
     try:
         while True:

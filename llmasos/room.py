@@ -6,7 +6,8 @@ voice and replies), a policy for whom an utterance is for (``Addressing``) and o
         ▲                   │            (addressed)             │ gate: Floor.want (one voice at a time,
         │                   ├──► Floor: barge-in by the one       │       never over someone mid-utterance)
         │                   │    answered, or by speech for it    ▼
-        └── wire messages ◄─┴── made in one place (``_send``): stamped with speaker and character in a room
+        └── wire messages ◄─┴── made in one place (``Wire``, llmasos/wire.py): stamped with speaker and
+                                 character in a room
 
 The audio edge is the room's: in a 1:1 conversation the character speaks into the participant's own speaker
 track; in a room every character has a VoiceBuffer in the room's mixer (``rtc.mixer``), and every
@@ -20,12 +21,12 @@ import contextlib
 import logging
 import time
 
-from pydantic import BaseModel
-
 from dialogue.manager import DialogueManager
-from llmasos.addressing import Addressed, Addressing, AddressOptions, Named
+from llmasos.addressing import Addressing, AddressOptions, Named, vocabulary
+from llmasos.ask import Ask
 from llmasos.floor import Decision, Floor, Grant, Stop
 from llmasos.participant import (
+    ActionResult,
     Final,
     Focus,
     Heard,
@@ -40,20 +41,20 @@ from llmasos.participant import (
     Tentative,
     Transport,
     Typed,
+    World,
 )
-from llmasos.seat import Seat, TurnNumbers
+from llmasos.seat import Seat
 from llmasos.services import ConversationOptions, Services
-from llmasos.turn import Speaker, Timeline, Turn
+from llmasos.turn import Speaker, Timeline, Turn, TurnNumbers
+from llmasos.wire import Wire
 from rtc.mixer import RoomMixer
-from rtc.protocol import AddressedMessage, ErrorMessage, RoomMessage, StateMessage, TranscriptMessage
-from rtc.protocol import Participant as ParticipantInfo
+from rtc.protocol import ErrorMessage, StateMessage
 from voice.types import TTS
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPTIONS = ConversationOptions()
 DEFAULT_ADDRESS = AddressOptions()
-_STAMPED = ("state", "reply", "action", "interrupted", "metrics", "error")  # a character's messages
 
 
 class Room:
@@ -76,14 +77,18 @@ class Room:
         self.floor = Floor()
         self.seats: dict[str, Seat] = {}
         self.participants: dict[str, Participant] = {}
+        self.wire = Wire(self.participants, stamped=room_id is not None)  # every message sent, made in one place
         self.addressing = Addressing([], address)
         self.transcripts: dict[str, list[str]] = {}  # per player, their final transcripts (kept after they leave)
+        self.worlds: dict[str, str] = {}  # per player here, what their game says is so (their `world` facts)
+        # the names people will say here, as they are now: the speech recognition is told them
+        self.vocabulary = ""
         self._grants: dict[str, asyncio.Event] = {}
         self._mixing: asyncio.Task[None] | None = None
 
     @property
     def stamped(self) -> bool:
-        return self.id is not None
+        return self.wire.stamped
 
     # ---- who is here -----------------------------------------------------------------------------------------
 
@@ -95,17 +100,12 @@ class Room:
                 raise ValueError("a character needs a speaker, or the room a mixer")
             speaker = self.mixer.add_voice(character.id)
 
-        def send(message: BaseModel) -> None:
-            if self.stamped and getattr(message, "type", "") in _STAMPED:
-                message = message.model_copy(update={"character": character.id})
-            self._send(message)
-
         seat = Seat(
             self._s,
             manager,
             tts,
             speaker,
-            send,
+            lambda message: self.wire.from_character(character.id, message),
             self._opts,
             self.numbers,
             gate=self._wait_floor,
@@ -118,28 +118,30 @@ class Room:
         )
         for player, p in self.participants.items():
             self.addressing.join(player, p.name)
+        self._names_changed()
         return seat
 
-    async def join(self, player: str, name: str, transport: Transport) -> None:
+    async def join(self, player: str, name: str, transport: Transport, *, greet: bool = True) -> None:
         """``player`` is in the room until their transport closes; every reply to them is finalised (heard text
-        stored) before this returns."""
+        stored) before this returns. ``greet``: false, nobody greets them."""
         if player in self.participants:
             raise ValueError(f"{player!r} is already in this room")
         participant = Participant(player, name, transport, self._s.open_listener, self, self._opts.endpoint.pre_roll_ms)
         self.participants[player] = participant
         self.transcripts[player] = participant.transcripts
         self.addressing.join(player, name)
+        self._names_changed()
         if self.mixer is not None:
             mixer = self.mixer
             participant.on_frame = lambda frame: mixer.feed(player, frame)
             if self._mixing is None:
                 self._mixing = asyncio.create_task(self.mixer.run(), name=f"room-{self.id}-mix")
-        self._announce("joined", player)
+        self.wire.announce(True, player, list(self.seats))
         participant.send(StateMessage(state="listening"))
         for seat in self.seats.values():
             seat.warm_memory(player)
         first = next(iter(self.seats.values()), None)
-        if self._opts.greet and first is not None and self._all_quiet():  # never over a reply in progress
+        if greet and self._opts.greet and first is not None and self._all_quiet():  # never over a reply in progress
             first.greet(player)
         for seat in self.seats.values():
             seat.warm()  # the character's prompt, during the greeting
@@ -175,11 +177,13 @@ class Room:
             for seat in self.seats.values():
                 await seat.close()
         self.participants.pop(player, None)
+        self.worlds.pop(player, None)
         self.addressing.leave(player)
+        self._names_changed()
         if self.mixer is not None:
             self.mixer.remove_participant(player)
         if self.participants:
-            self._announce("left", player)
+            self.wire.announce(False, player, list(self.seats))
         elif self._mixing is not None:
             self._mixing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -220,12 +224,11 @@ class Room:
             for seat in self.seats.values():
                 seat.drop_held(player)  # it was only a pause
         elif isinstance(event, Partial):
-            self._transcript(p, event.text, final=False)
+            self.wire.transcript(p, event.text, final=False)
         elif isinstance(event, Tentative):
             guess = self.addressing.decide(player, self._with_carried(player, event.text), time.monotonic())
             if guess.character is not None and self._all_quiet():
-                said = self._said(p, event.text)
-                self.seats[guess.character].preempt(player, event.utterance, said, event.speech_end)
+                self.seats[guess.character].preempt(self._ask(p, event.text), event.utterance, event.speech_end)
         elif isinstance(event, Final):
             self._final(p, event)
         elif isinstance(event, NotHeard):
@@ -237,7 +240,7 @@ class Room:
             self._speech_over(player)
         elif isinstance(event, Typed):
             if self.stamped:
-                self._transcript(p, event.text, final=True)
+                self.wire.transcript(p, event.text, final=True)
             self._answer(p, event.text, event.timeline, typed=True)
         elif isinstance(event, Interrupt):
             for seat in self.seats.values():
@@ -248,18 +251,22 @@ class Room:
                 self.addressing.focus(player, event.character)
             except ValueError as exc:
                 self.report(p, "bad_message", f"focus: {exc}")
+        elif isinstance(event, World):
+            self.worlds[player] = " ".join(_sentence(fact) for fact in event.facts)
+        elif isinstance(event, ActionResult):
+            self._action_result(p, event)
 
     def _final(self, p: Participant, event: Final) -> None:
         player, text = p.id, event.text
-        said = self._said(p, text)
         for seat in self.seats.values():
             held = seat.held_for(player, event.utterance)
             if held is None:
                 continue
             decision = self.addressing.decide(player, self._with_carried(player, text), time.monotonic())
-            if held.text == said and decision.character == seat.id:
-                self._transcript(p, text, final=True, turn=held.turn.number)
-                self._addressed(decision, held.turn.number)
+            if held.text == text and decision.character == seat.id:
+                self.wire.transcript(p, text, final=True, turn=held.turn.number)
+                self.wire.addressed(decision, held.turn.number)
+                self._overheard(p, text, seat)
                 seat.release()  # the reply is ready (or nearly): it speaks now
                 return
         for seat in self.seats.values():
@@ -274,20 +281,43 @@ class Room:
         decision = self.addressing.decide(p.id, self._with_carried(p.id, text), time.monotonic())
         if not typed:
             turn = self.numbers.last + 1 if decision.character is not None else None
-            self._transcript(p, text, final=True, turn=turn)
+            self.wire.transcript(p, text, final=True, turn=turn)
+        self._overheard(p, text, self.seats.get(decision.character or ""))
         if decision.character is None:
-            self._addressed(decision, None)
+            self.wire.addressed(decision, None)
             for seat in self.seats.values():
                 seat.answer_carried(p.id)  # words carried to a character are still for it
             return
-        self._addressed(decision, self.numbers.last + 1)
+        self.wire.addressed(decision, self.numbers.last + 1)
         for decided in self.floor.addressed(decision):
             self._apply(decided)
         log.debug("player said", extra={"text": text, "typed": typed})  # transcripts: debug logging only
         for seat in self.seats.values():
             if seat.id != decision.character:
                 seat.answer_carried(p.id)
-        self.seats[decision.character].answer(p.id, text, self._said(p, text), timeline, typed=typed)
+        self.seats[decision.character].answer(self._ask(p, text), timeline, typed=typed)
+
+    def _action_result(self, p: Participant, event: ActionResult) -> None:
+        """The game says how a world action turned out: the character that acted hears it."""
+        owner = self.numbers.owner(event.turn)
+        seat = self.seats.get(owner) if owner is not None else None
+        if seat is None:
+            self.report(p, "bad_message", f"action_result: turn {event.turn} is not a recent turn of this session")
+            return
+        if event.action not in {a.name for a in seat.character.actions}:
+            known = ", ".join(a.name for a in seat.character.actions) or "none"
+            self.report(
+                p, "bad_message", f"action_result: {seat.character.name} has no action {event.action!r} ({known})"
+            )
+            return
+        log.info("action result", extra={"turn": event.turn, "action": event.action, "ok": event.ok})
+        who = f" for {p.name}" if self.stamped else ""
+        if event.ok:
+            seat.note(f"({event.action}{who}: done)")
+        else:
+            reason = event.reason or "no reason given"
+            text = f"({event.action}{who} did not work: {reason})"
+            seat.world_event(Ask(p.id, text, p.name if self.stamped else None, self.worlds.get(p.id, ""), event=True))
 
     def _not_heard(self, p: Participant, event: NotHeard) -> None:
         """The ASR failed on an utterance: say so; a failed final means that utterance goes unanswered."""
@@ -338,47 +368,34 @@ class Room:
                 self._apply(decision)
         self._sync_activity()
 
-    def _seat_ended(self, seat: Seat, turn: Turn, player: str) -> None:
-        """``seat`` answered ``player`` (however its reply ended): their next words may follow up on it."""
-        self.addressing.answered(seat.id, player, time.monotonic())
-
-    # ---- the wire: one place -------------------------------------------------------------------------------
-
-    def _send(self, message: BaseModel) -> None:
-        for p in list(self.participants.values()):
-            p.send(message)
-
-    def _transcript(self, p: Participant, text: str, *, final: bool, turn: int | None = None) -> None:
-        if self.stamped:
-            self._send(TranscriptMessage(text=text, final=final, turn=turn, speaker=p.id, name=p.name))
-        else:
-            p.send(TranscriptMessage(text=text, final=final, turn=turn))
-
-    def _addressed(self, decision: Addressed, turn: int | None) -> None:
-        if self.stamped:
-            message = AddressedMessage(
-                speaker=decision.speaker, character=decision.character, reason=decision.reason, turn=turn
-            )
-            self._send(message)
-
-    def _announce(self, event: str, player: str) -> None:
-        if not self.stamped:
-            return
-        everyone = [ParticipantInfo(id=p.id, name=p.name) for p in self.participants.values()]
-        self._send(
-            RoomMessage(
-                event="joined" if event == "joined" else "left",
-                participant=player,
-                participants=everyone,
-                characters=list(self.seats),
-            )
-        )
+    def _seat_ended(self, seat: Seat, turn: Turn, player: str | None, ask: Ask | None, heard: str) -> None:
+        """``seat``'s reply is over (however it ended): the others heard what was heard of it; when it answered
+        ``player``, their next words may follow up on it."""
+        if ask is not None:
+            self.addressing.answered(seat.id, ask.player, time.monotonic())
+        for other in self.seats.values():
+            if other is not seat:
+                other.overhear(seat.character.name, heard, player)
 
     # ---- helpers -------------------------------------------------------------------------------------------
 
-    def _said(self, p: Participant, text: str) -> str:
-        """What a character's model reads: in a room, with the speaker's name ("Ann: ...")."""
-        return f"{p.name}: {text}" if self.stamped else text
+    def _ask(self, p: Participant, text: str) -> Ask:
+        """``p``'s words for a character: in a room, with their name (its model reads "Ann: ...")."""
+        return Ask(p.id, text, p.name if self.stamped else None, self.worlds.get(p.id, ""))
+
+    def _overheard(self, p: Participant, text: str, addressee: Seat | None) -> None:
+        """Every character but the one ``p`` spoke to heard ``text`` (remembered under ``p``)."""
+        for seat in self.seats.values():
+            if seat is not addressee:
+                seat.overhear(p.name, text, p.id)
+
+    def _names_changed(self) -> None:
+        """Everyone's names, as they are now: the speech recognition is told them, and each character knows who
+        else is here (a reply that reads out one of their lines is left unsaid)."""
+        people = [p.name for p in self.participants.values()] if self.stamped else []
+        self.vocabulary = vocabulary((s.character for s in self.seats.values()), people)
+        for seat in self.seats.values():
+            seat.manager.hear_others([*people, *(s.character.name for s in self.seats.values() if s is not seat)])
 
     def _with_carried(self, player: str, text: str) -> str:
         carried = (seat.carried(player) for seat in self.seats.values())
@@ -392,3 +409,8 @@ class Room:
         (a greeting is not: it needs no model, and the character's prompt is computed meanwhile)."""
         active = any(p.speaking for p in self.participants.values()) or any(s.active for s in self.seats.values())
         self._s.activity.set(self, active)
+
+
+def _sentence(fact: str) -> str:
+    """A fact as a sentence of the prompt's "Right now:" ("It is night" -> "It is night.")."""
+    return fact if fact[-1:] in ".!?…" else f"{fact}."

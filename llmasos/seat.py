@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -21,13 +21,12 @@ from pydantic import BaseModel
 from dialogue.manager import DialogueManager
 from dialogue.types import Character, ReplyEvent
 from llmasos.activity import Activity, Yielded
-from llmasos.chat import heard_lines
+from llmasos.ask import Ask
+from llmasos.recollection import Recollection
 from llmasos.reply import reply_events
 from llmasos.services import ConversationOptions, Services
-from llmasos.turn import Speaker, Timeline, Turn, speak_text
-from memory.errors import MemoryStoreError
+from llmasos.turn import Speaker, Timeline, Turn, TurnNumbers, speak_text
 from rtc.protocol import ErrorMessage, InterruptedMessage, MetricsMessage, ReplyMessage, StateMessage
-from rtc.ratelimit import TokenBucket
 from voice.errors import VoiceError
 from voice.types import TTS
 
@@ -38,31 +37,27 @@ WARM_TASK = "conversation-warm-prompt"
 Send = Callable[[BaseModel], None]
 
 
-class TurnNumbers:
-    """A room's turn numbers, one sequence for all its characters (clients match messages by them)."""
-
-    def __init__(self) -> None:
-        self.last = 0
-
-    def next(self) -> int:
-        self.last += 1
-        return self.last
-
-    def give_back(self, number: int) -> None:
-        """A turn nobody saw gives its number to the next one (only the latest can)."""
-        if self.last == number:
-            self.last -= 1
-
-
 @dataclass
 class _Held:
-    """A preemptive reply to ``player``, prepared from the tentative transcript of utterance ``utterance``."""
+    """A preemptive reply to ``ask``, prepared from the tentative transcript of utterance ``utterance``."""
 
-    player: str
+    ask: Ask
     utterance: int
-    text: str
     turn: Turn
     task: asyncio.Task[None]
+
+    @property
+    def player(self) -> str:
+        return self.ask.player
+
+    @property
+    def text(self) -> str:
+        return self.ask.text
+
+
+# ``on_ended(seat, turn, player, ask, heard)``: a reply reached the room and is over; ``player`` is whom it
+# answered or greeted, ``ask`` the words it answered (None for a greeting), ``heard`` what was heard of it
+Ended = Callable[["Seat", Turn, str | None, Ask | None, str], None]
 
 
 class Seat:
@@ -78,7 +73,7 @@ class Seat:
         *,
         gate: Callable[[Seat], Awaitable[None]] | None = None,
         on_change: Callable[[], None] = lambda: None,
-        on_ended: Callable[[Seat, Turn, str], None] | None = None,
+        on_ended: Ended | None = None,
     ) -> None:
         self._s = services
         self.manager = manager
@@ -90,17 +85,19 @@ class Seat:
         self._numbers = numbers
         self._gate = gate
         self._on_change = on_change
-        self._on_ended = on_ended  # a reply to someone's words, heard at least in part, is over
+        self._on_ended = on_ended
         self.turn: Turn | None = None
         self._task: asyncio.Task[None] | None = None
-        self.user_text = ""  # what the current turn answers ("" for a greeting)
+        self.ask: Ask | None = None  # what the current turn answers (None for a greeting)
         self.player: str | None = None  # whom the current turn answers (or greets)
         self.held: _Held | None = None
         self._merged: set[int] = set()  # turns whose words a later turn answers together with what followed
-        self._carried: dict[str, str] = {}  # per player: words whose reply was dropped when they went on
+        self._carried: dict[str, Ask] = {}  # per player: words whose reply was dropped when they went on
+        self._overheard: list[tuple[str, str]] = []  # (speaker, words) heard during a reply, for the history after
+        self._rewarm = False  # the history grew since the prompt warm-up under way began
+        self._events: list[Ask] = []  # happenings to answer once the reply under way is over
         self._background: set[asyncio.Task[None]] = set()  # memory writes and warm-up
-        rate = options.memory_writes_per_min / 60.0
-        self._memory_bucket = TokenBucket(rate, burst=max(2.0, options.memory_writes_per_min / 6))
+        self._memory = Recollection(services, self.character.id, options.memory_writes_per_min, self._spawn)
 
     @property
     def id(self) -> str:
@@ -109,7 +106,7 @@ class Seat:
     @property
     def active(self) -> bool:
         """A reply to someone's words is under way (a greeting needs no model: it is not)."""
-        return self.turn is not None and bool(self.user_text)
+        return self.turn is not None and self.ask is not None
 
     @property
     def quiet(self) -> bool:
@@ -118,47 +115,42 @@ class Seat:
     # ---- what the room asks --------------------------------------------------------------------------------
 
     def warm_memory(self, player: str) -> None:
-        memory, character = self._s.memory, self.character.id
-
-        async def warm() -> None:  # load this player's memories before the first recall (a hint)
-            try:
-                await memory.warm(character, player)
-            except MemoryStoreError as exc:  # the first recall will say whether memory is degraded
-                log.warning("memory warm-up failed", extra={"reason": repr(exc)})
-
-        self._spawn(warm(), "conversation-warm-memory")
+        self._memory.warm(player)
 
     def greet(self, player: str | None) -> None:
         if self.character.greeting:
-            self._start(player, None, lambda _: speak_text(self.character.greeting), Timeline())
+            self._start(None, lambda _: speak_text(self.character.greeting), Timeline(), player=player)
 
     def warm(self) -> None:
-        """Compute the character's prompt ahead, while nobody is active."""
-        self._spawn(self._warm(), WARM_TASK)
+        """Compute the character's prompt ahead, while nobody is active (once more if a warm-up is under way:
+        the history grew since it began)."""
+        self._rewarm = True
+        if not any(job.get_name() == WARM_TASK for job in self._background):
+            self._spawn(self._warm(), WARM_TASK)
 
-    def answer(self, player: str, text: str, said: str, timeline: Timeline, *, typed: bool = False) -> None:
-        """Answer ``text`` of ``player`` (``said``: the same, as the model reads it, e.g. with their name)."""
+    def answer(self, ask: Ask, timeline: Timeline, *, typed: bool = False) -> None:
+        """Answer ``ask``."""
         self.drop_held()
-        carried = self._carried.pop(player, "")
-        turn = self.turn
-        if carried:  # the reply to the words before these was dropped when the player went on: answer all of it
-            said = f"{carried} {said}"
-        elif turn is not None and not turn.speaking and self.user_text and not typed and self.player == player:
+        carried = self._carried.pop(ask.player, None)
+        turn, current = self.turn, self.ask
+        if carried is not None:  # the reply to the words before these was dropped when the player went on
+            ask = carried.then(ask.text)
+        elif not typed and turn is not None and not turn.speaking and current and current.player == ask.player:
             # the player went on before the reply started: answer everything they said, once
-            said = f"{self.user_text} {said}"
+            ask = current.then(ask.text)
             self._merged.add(turn.number)
-        self._start(player, said, lambda t: self._reply(player, said, timeline, t), timeline)
+        self._start(ask, lambda t: self._reply(ask, timeline, t), timeline)
 
-    def preempt(self, player: str, utterance: int, said: str, speech_end: float) -> None:
+    def preempt(self, ask: Ask, utterance: int, speech_end: float) -> None:
         """Start the reply to a tentative transcript, held until the utterance ends on the same words."""
         if not self._opts.preemptive or self.turn is not None:
             return  # only from a quiet character: a turn in progress is answered or merged the usual way
         timeline = Timeline()
         timeline.mark("speech_end", speech_end)
         timeline.mark("asr_final")
-        self._start(player, said, lambda t: self._reply(player, said, timeline, t), timeline, held=True)
+        self._start(ask, lambda t: self._reply(ask, timeline, t), timeline, held=True)
         assert self.turn is not None and self._task is not None
-        self.held = _Held(player, utterance, said, self.turn, self._task)
+        self.held = _Held(ask, utterance, self.turn, self._task)
 
     def held_for(self, player: str, utterance: int) -> _Held | None:
         held = self.held
@@ -187,21 +179,49 @@ class Seat:
         turn = self.turn
         if turn is None or self.player != player or turn.speaking:
             return
-        if self.user_text:  # an end of turn that was not one: the reply is dropped unheard, its words carried
-            self._carried[player] = f"{self._carried.get(player, '')} {self.user_text}".strip()
+        ask = self.ask
+        if ask is not None:  # an end of turn that was not one: the reply is dropped unheard, its words carried
+            before = self._carried.get(player)
+            self._carried[player] = before.then(ask.text) if before is not None else ask
             self._merged.add(turn.number)
         self.interrupt()
 
     def carried(self, player: str) -> str:
-        return self._carried.get(player, "")
+        carried = self._carried.get(player)
+        return carried.text if carried is not None else ""
 
     def answer_carried(self, player: str) -> None:
         """The player's speech after a carried-over reply came to nothing (no words): answer what was carried."""
-        carried = self._carried.pop(player, "")
-        if carried:
+        carried = self._carried.pop(player, None)
+        if carried is not None:
             timeline = Timeline()
             timeline.mark("speech_end")
-            self._start(player, carried, lambda t: self._reply(player, carried, timeline, t), timeline)
+            self._start(carried, lambda t: self._reply(carried, timeline, t), timeline)
+
+    def world_event(self, ask: Ask) -> None:
+        """Something happened in the world that the character answers (``ask.event``): now, or once the reply
+        under way is over (several, together)."""
+        self._events.append(ask)
+        if self.turn is None:
+            self._answer_events()
+
+    def note(self, text: str) -> None:
+        """Something the character now knows happened (a world action that worked): in its history."""
+        self.overhear("", text, None)
+
+    def overhear(self, speaker: str, text: str, player: str | None) -> None:
+        """In a room, ``speaker`` said ``text``, not to this character (or it is another character's reply, as
+        heard). It goes into the history (after the reply under way, if one is) and into memory under
+        ``player``: the person who said it, or whom the reply answered."""
+        if not text.strip():
+            return
+        if self.turn is None:
+            self.manager.overheard(speaker, text)
+            self.warm()  # asked next, it computes only the words it answers
+        else:
+            self._overheard.append((speaker, text))
+        if player is not None:
+            self._memory.write(player, [f"{speaker} said: {text.strip()}"])
 
     def interrupt(self) -> None:
         if self._task is not None and not self._task.done():
@@ -229,17 +249,20 @@ class Seat:
 
     def _start(
         self,
-        player: str | None,
-        user_text: str | None,
+        ask: Ask | None,
         source: Callable[[Turn], AsyncIterator[ReplyEvent]],
         timeline: Timeline,
         *,
         held: bool = False,
+        player: str | None = None,
     ) -> None:
+        """A turn answering ``ask`` (or greeting ``player``)."""
+        if ask is not None:
+            player = ask.player
         previous = self._task
         gate = self._gate
         turn = Turn(
-            self._numbers.next(),
+            self._numbers.next(self.id),
             lambda: source(turn),
             self._tts,
             self.speaker,
@@ -248,19 +271,17 @@ class Seat:
             held=held,
             gate=(lambda: gate(self)) if gate is not None else None,
         )
-        self.turn, self.player, self.user_text = turn, player, user_text or ""
-        self._task = asyncio.create_task(self._run(turn, player, user_text, previous), name=f"turn-{turn.number}")
-        self._task.add_done_callback(lambda _: self._finish_unstarted(turn, player, user_text))
+        self.turn, self.player, self.ask = turn, player, ask
+        self._task = asyncio.create_task(self._run(turn, player, ask, previous), name=f"turn-{turn.number}")
+        self._task.add_done_callback(lambda _: self._finish_unstarted(turn, player, ask))
         self._on_change()
 
-    def _finish_unstarted(self, turn: Turn, player: str | None, user_text: str | None) -> None:
+    def _finish_unstarted(self, turn: Turn, player: str | None, ask: Ask | None) -> None:
         """A turn cancelled before its task ran (a reply dropped at once) never reached its own cleanup."""
         if not turn.finished:
-            self._finish(turn, player, user_text, "interrupted", asked=False)
+            self._finish(turn, player, ask, "interrupted", asked=False)
 
-    async def _run(
-        self, turn: Turn, player: str | None, user_text: str | None, previous: asyncio.Task[None] | None
-    ) -> None:
+    async def _run(self, turn: Turn, player: str | None, ask: Ask | None, previous: asyncio.Task[None] | None) -> None:
         exchanges = -1  # the dialogue history's exchanges before this turn's reply
         outcome = "done"
         try:
@@ -285,7 +306,7 @@ class Seat:
             self.error("reply_failed", f"the character could not answer: {exc}", turn)
         finally:
             try:
-                self._finish(turn, player, user_text, outcome, asked=0 <= exchanges < self.manager.exchanges)
+                self._finish(turn, player, ask, outcome, asked=0 <= exchanges < self.manager.exchanges)
             except Exception as exc:  # the turn ends anyway: the next one must not inherit it
                 log.exception("turn cleanup failed", extra={"turn": turn.number})
                 self.error("reply_failed", f"the character could not finish its answer: {exc}", turn)
@@ -294,7 +315,7 @@ class Seat:
     def _forget(self, turn: Turn) -> None:
         """A turn nobody saw: it is no longer the current one, and its number goes to the next."""
         if self.turn is turn:
-            self.turn, self.player, self.user_text = None, None, ""
+            self._quiet()
             self._numbers.give_back(turn.number)
         self._on_change()
 
@@ -303,18 +324,18 @@ class Seat:
         if self.held is not None and self.held.turn is turn:
             self.held = None
         if self.turn is turn:
-            self.turn, self.player, self.user_text = None, None, ""
+            self._quiet()
             if turn.released:
                 self._send(StateMessage(state="listening", turn=turn.number))
         self._on_change()
 
-    def _finish(self, turn: Turn, player: str | None, user_text: str | None, outcome: str, *, asked: bool) -> None:
+    def _finish(self, turn: Turn, player: str | None, ask: Ask | None, outcome: str, *, asked: bool) -> None:
         turn.finished = True
         merged = turn.number in self._merged
         self._merged.discard(turn.number)
         if not turn.released:  # a preemptive reply nobody got: no trace
-            if user_text is not None and asked:
-                self.manager.retract(user_text)
+            if ask is not None and asked:
+                self.manager.retract(ask.said)
             self._s.observer.turn_finished({}, "discarded")
             if self.held is not None and self.held.turn is turn:
                 self.held = None  # it failed while held: the utterance's end starts a turn the usual way
@@ -324,7 +345,7 @@ class Seat:
         done = self.manager.last_done if asked and outcome == "done" else None
         if done is not None and done.echoes:
             self._s.observer.error("scaffold_echo")  # the model read its prompt back (left unsaid)
-        if outcome == "done" and user_text is not None and (not heard or (done is not None and done.recovery)):
+        if outcome == "done" and ask is not None and (not heard or (done is not None and done.recovery)):
             # the model said nothing speakable (nothing, only markup, only its prompt read back), counted also when
             # the manager mended it: asked again (empty_reply_retried) or said the fallback line (_fallback)
             self._s.observer.error("empty_reply")
@@ -334,57 +355,68 @@ class Seat:
         if outcome != "done" and turn.speaking:
             self.speaker.clear()
             self._send(InterruptedMessage(turn=turn.number, heard=heard))
-        carried = user_text is not None and merged and not turn.speaking  # a later turn answers these words
-        if user_text is not None:
+        carried = ask is not None and merged and not turn.speaking  # a later turn answers these words
+        if ask is not None:
             if carried and asked:
-                self.manager.retract(user_text)
+                self.manager.retract(ask.said)
             elif not carried:
                 self.manager.heard(len(heard))
             superseded = self.turn is not turn and not turn.speaking
-            if not superseded and not carried and player is not None:
-                self._remember(player, user_text, heard)
+            if not superseded and not carried:
+                self._remember(ask, heard)
         self._send(MetricsMessage(turn=turn.number, timeline_ms=turn.timeline.relative_ms()))
         self._s.observer.turn_finished(dict(turn.timeline.marks), "merged" if carried else outcome)
         if self.turn is turn:
-            self.turn, self.player, self.user_text = None, None, ""
+            self._quiet()
             self._send(StateMessage(state="listening", turn=turn.number))
-            if user_text is not None and not carried:  # while the room listens: the next prompt's prefix
-                self._spawn(self._warm(), WARM_TASK)
+            if ask is not None and not carried:  # while the room listens: the next prompt's prefix
+                self.warm()
         self._on_change()
-        if self._on_ended is not None and user_text is not None and player is not None and not carried:
-            self._on_ended(self, turn, player)
+        if self._on_ended is not None and not carried:
+            self._on_ended(self, turn, player, ask, heard if turn.speaking else "")
 
-    def _reply(self, player: str, text: str, timeline: Timeline, turn: Turn) -> AsyncIterator[ReplyEvent]:
+    def _quiet(self) -> None:
+        """No turn any more: what was overheard meanwhile goes into the history now, after the reply; what
+        happened in the world meanwhile is answered next."""
+        self.turn, self.player, self.ask = None, None, None
+        for speaker, text in self._overheard:
+            self.manager.overheard(speaker, text)
+        self._overheard.clear()
+        if self._events:
+            asyncio.get_running_loop().call_soon(self._answer_events)
+
+    def _answer_events(self) -> None:
+        if self.turn is not None or not self._events:
+            return  # a reply began meanwhile: the events wait for its end
+        events, self._events = self._events, []
+        ask = replace(events[-1], text=" ".join(e.text for e in events))
+        timeline = Timeline()
+        self._start(ask, lambda t: self._reply(ask, timeline, t), timeline)
+
+    def _reply(self, ask: Ask, timeline: Timeline, turn: Turn) -> AsyncIterator[ReplyEvent]:
         return reply_events(
-            self._s, self.manager, self._opts, player, text, timeline, lambda c, m: self.error(c, m, turn)
+            self._s,
+            self.manager,
+            self._opts,
+            ask.player,
+            ask.said,
+            timeline,
+            lambda c, m: self.error(c, m, turn),
+            world=ask.world,
         )
 
-    def _remember(self, player: str, user_text: str, heard: str) -> None:
-        memory, character, observer = self._s.memory, self.character, self._s.observer
-        reflect = self._s.reflect
-        bucket = self._memory_bucket
-
-        async def write() -> None:
-            try:
-                # at most memory_writes_per_min per character: beyond it, writes wait (they are never dropped)
-                lines = heard_lines(character.name, user_text, heard)
-                waits = [bucket.reserve() for _ in lines]
-                await asyncio.sleep(waits[-1])
-                for line in lines:
-                    await memory.remember(character.id, player, line, kind="heard")
-                    if reflect is not None:
-                        reflect(character.id, player, line)
-            except Exception as exc:
-                observer.error("memory_write")
-                log.error("memory write failed", extra={"reason": repr(exc)})
-
-        self._spawn(write(), "conversation-remember")
+    def _remember(self, ask: Ask, heard: str) -> None:
+        self._memory.write(ask.player, ask.memory_lines(self.character.name, heard))
 
     async def _warm(self) -> None:
         """The next prompt's prefix, computed while no session is active (stopped when one becomes active)."""
         activity: Activity = self._s.activity
-        with contextlib.suppress(Yielded):
-            await activity.run(self.manager.warm)
+        while self._rewarm:
+            self._rewarm = False
+            try:
+                await activity.run(self.manager.warm)
+            except Yielded:  # someone became active: again once the room is idle
+                self._rewarm = True
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """A background task of this seat, kept referenced until done and awaited when the room closes."""

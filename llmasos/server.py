@@ -38,6 +38,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dialogue.actions import json_schema
 from llmasos.auth import AuthError, authorize, load_secret, verify
 from llmasos.engine import Engine, load_engine
 from llmasos.http_api import ERRORS as _ERRORS
@@ -166,11 +167,21 @@ def create_app(
 
     @app.get("/characters")
     async def characters() -> dict[str, Any]:
+        """Each character and its world actions, with the JSON Schema of each action's arguments (what an
+        `action` event's `args` is validated against), so a client can map them to its own assets."""
         if state.engine is None:
             return {"characters": []}
         return {
             "characters": [
-                {"id": c.id, "name": c.name, "greeting": c.greeting, "actions": [a.name for a in c.actions]}
+                {
+                    "id": c.id,
+                    "name": c.name,
+                    "role": c.role,
+                    "greeting": c.greeting,
+                    "actions": [
+                        {"name": a.name, "description": a.description, "args": json_schema(a)} for a in c.actions
+                    ],
+                }
                 for c in state.engine.characters.values()
             ]
         }
@@ -268,7 +279,7 @@ def create_app(
         assert peer.answer is not None
         session_id = uuid.uuid4().hex
         try:
-            conversation = engine.conversation(peer, character, body.player, state.metrics)
+            conversation = engine.conversation(peer, character, body.player, state.metrics, greet=body.greet)
             peer.send(SessionMessage(session=session_id, character=character.id, player=body.player))
         except Exception:
             log.exception("session could not start", extra={"character": character.id})
@@ -325,7 +336,7 @@ def create_app(
         session_id = uuid.uuid4().hex
         peer.send(SessionMessage(session=session_id, player=body.player, room=room_id))
         name = body.name or body.player
-        joined = room.join(body.player, name, peer)
+        joined = room.join(body.player, name, peer, greet=body.greet)
         task = asyncio.create_task(
             _run(
                 state,

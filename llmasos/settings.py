@@ -171,6 +171,8 @@ class Settings(BaseSettings):
     characters_dir: Path | None = None  # None: the characters shipped with llmasos
     rooms_dir: Path | None = None  # more rooms, beside (and replacing by id) the rooms shipped with llmasos
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"  # text: message then key=value fields; json: one object per line
+    log_content: bool = False  # true: logs may hold what people said and prompts (debugging); false: lengths only
     server: ServerSettings = ServerSettings()
     asr: ASRSettings = ASRSettings()
     vad: VADSettings = VADSettings()

@@ -70,6 +70,32 @@ class Timeline:
         return {k: round((v - base) * 1000.0, 1) for k, v in sorted(self.marks.items(), key=lambda kv: kv[1])}
 
 
+class TurnNumbers:
+    """A room's turn numbers, one sequence for all its characters (clients match messages by them), and whose
+    each recent one was (an ``action_result`` names a turn)."""
+
+    KEPT = 256  # the owners of this many recent turns are known
+
+    def __init__(self) -> None:
+        self.last = 0
+        self._owners: dict[int, str] = {}
+
+    def next(self, owner: str) -> int:
+        self.last += 1
+        self._owners[self.last] = owner
+        self._owners.pop(self.last - self.KEPT, None)
+        return self.last
+
+    def owner(self, number: int) -> str | None:
+        return self._owners.get(number)
+
+    def give_back(self, number: int) -> None:
+        """A turn nobody saw gives its number to the next one (only the latest can)."""
+        if self.last == number:
+            self._owners.pop(number, None)
+            self.last -= 1
+
+
 class Turn:
     """A reply in progress. ``run()`` is its task; cancel the task to interrupt it."""
 

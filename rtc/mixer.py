@@ -101,6 +101,7 @@ class RoomMixer:
         self._ears: dict[str, MixedTrack] = {}
         self.voices: dict[str, VoiceBuffer] = {}
         self.relay_delays_s: collections.deque[float] = collections.deque(maxlen=10_000)
+        self.tick_costs_s: collections.deque[float] = collections.deque(maxlen=10_000)  # CPU time of each tick
         self.ticks = 0
 
     # ---- who is in the room -------------------------------------------------------------------------------------
@@ -161,12 +162,11 @@ class RoomMixer:
                 mic.samples.popleft()
             else:
                 mic.samples[0] = head[cut:]
-            mic.buffered -= cut
-            mic.taken += cut
-            self._drop_arrivals(mic)
+            self._advance(mic, cut, None)
 
     def tick(self) -> None:
         """One 20 ms step: every voice and mic gives 20 ms; every listener gets the mix of the others."""
+        started = time.perf_counter()
         now = self._clock()
         voices = np.zeros(FRAME_SAMPLES, dtype=np.int32)
         for voice in self.voices.values():
@@ -178,6 +178,7 @@ class RoomMixer:
             mix = everyone - mine if mine is not None else everyone
             ear.push(np.clip(mix, -32768, 32767).astype(np.int16))
         self.ticks += 1
+        self.tick_costs_s.append(time.perf_counter() - started)
         if self._on_tick is not None:
             self._on_tick()
 
@@ -197,21 +198,19 @@ class RoomMixer:
 
     def _take(self, mic: _Mic, now: float) -> npt.NDArray[np.int32]:
         out = np.zeros(FRAME_SAMPLES, dtype=np.int32)
-        filled = pull(mic.samples, out)
-        mic.buffered -= filled
-        start = mic.taken
-        mic.taken += filled
-        # the delay of each arrived frame whose first sample went out in this tick
-        while mic.arrivals and mic.arrivals[0][0] <= mic.taken:
-            end, arrived = mic.arrivals.popleft()
-            if end > start:
-                self.relay_delays_s.append(now - arrived)
+        self._advance(mic, pull(mic.samples, out), now)
         return out
 
-    @staticmethod
-    def _drop_arrivals(mic: _Mic) -> None:
+    def _advance(self, mic: _Mic, samples: int, sent_at: float | None) -> None:
+        """``samples`` left ``mic``'s buffer: sent in the tick at ``sent_at`` (the relay delay of each frame that
+        was not all sent before is recorded), or dropped (None)."""
+        start = mic.taken
+        mic.buffered -= samples
+        mic.taken += samples
         while mic.arrivals and mic.arrivals[0][0] <= mic.taken:
-            mic.arrivals.popleft()
+            end, arrived = mic.arrivals.popleft()
+            if sent_at is not None and end > start:
+                self.relay_delays_s.append(sent_at - arrived)
 
 
 def to_mono_48k(frame: PcmFrame) -> npt.NDArray[np.int16]:

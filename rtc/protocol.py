@@ -2,7 +2,8 @@
 
 Server to client: session, state, transcript, reply, action, interrupted, metrics, error, pong; in a room
 also addressed and room (and `speaker`/`name` on transcripts, `character` on a character's messages).
-Client to server: text, interrupt, ping, focus.
+Client to server: text, interrupt, ping, focus, world (what the game knows now), action_result (how a world
+action turned out).
 
 `schemas()` returns the JSON Schema of each direction; docs/protocol/*.schema.json are generated from it
 (client authors for Unity, Unreal and WebXR read those files).
@@ -20,12 +21,24 @@ from rtc.errors import ProtocolError
 CHANNEL_LABEL = "events"
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_TEXT_CHARS = 2000
+MAX_FACTS = 20  # a `world` message's facts, at most
+MAX_FACT_CHARS = 200
+MAX_REASON_CHARS = 200
+_ID_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
 
 JsonScalar = str | int | float | bool | None
 
 
+def _type_required(schema: dict[str, Any]) -> None:
+    """Every message's ``type`` is required in its schema (the server always sends it; a default does not
+    make it optional for a client)."""
+    required = schema.setdefault("required", [])
+    if "type" in schema.get("properties", {}) and "type" not in required:
+        required.insert(0, "type")
+
+
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_type_required)
 
 
 # ---- server to client ----------------------------------------------------------------------------------------
@@ -124,9 +137,32 @@ class RoomMessage(_Message):
     characters: list[str]
 
 
+# every code an `error` message can have (docs/protocol.md says what each means; none of them ends the session
+# except `session_too_long`, sent as it ends); a test reads the code for the codes it sends
+ERROR_CODES = (
+    "asr_failed",
+    "listen_failed",
+    "llm_unavailable",
+    "tts_failed",
+    "reply_failed",
+    "message_failed",
+    "bad_audio",
+    "session_too_long",
+    "bad_message",
+    "bad_json",
+    "binary_not_supported",
+    "invalid_field",
+    "message_too_large",
+    "rate_limited",
+    "unknown_type",
+)
+
+
 class ErrorMessage(_Message):
+    """Something the user should know; the session goes on (``session_too_long``: it is ending)."""
+
     type: Literal["error"] = "error"
-    code: str
+    code: str = Field(json_schema_extra={"enum": list(ERROR_CODES)})
     message: str
 
 
@@ -175,19 +211,42 @@ class FocusMessage(_Message):
     """In a room: whom the player faces or points at (null: nobody); their words go to it when they name nobody."""
 
     type: Literal["focus"]
-    character: str | None = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")
+    character: str | None = Field(pattern=_ID_PATTERN)
 
 
-ClientMessage = Annotated[TextMessage | InterruptMessage | PingMessage | FocusMessage, Field(discriminator="type")]
+Fact = Annotated[str, Field(min_length=1, max_length=MAX_FACT_CHARS)]
+
+
+class WorldMessage(_Message):
+    """What the game knows right now about this player's world ("It is night.", "The player holds a torch."):
+    it replaces the previous set and goes into the prompt of every reply to this player from then on
+    (an empty list clears it)."""
+
+    type: Literal["world"]
+    facts: Annotated[list[Fact], Field(max_length=MAX_FACTS)]
+
+
+class ActionResultMessage(_Message):
+    """How a world action of turn `turn` turned out in the game. The character hears it: a success goes into
+    what it knows; a failure (`ok` false, `reason` says why: "inventory full") is answered, after the reply
+    under way if one is."""
+
+    type: Literal["action_result"]
+    turn: int = Field(ge=1)
+    action: str = Field(pattern=_ID_PATTERN)
+    ok: bool
+    reason: Annotated[str, Field(max_length=MAX_REASON_CHARS)] | None = None
+
+
+AnyClientMessage = TextMessage | InterruptMessage | PingMessage | FocusMessage | WorldMessage | ActionResultMessage
+ClientMessage = Annotated[AnyClientMessage, Field(discriminator="type")]
 
 _client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 _server_adapter: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
-CLIENT_TYPES = ("text", "interrupt", "ping", "focus")
+CLIENT_TYPES = ("text", "interrupt", "ping", "focus", "world", "action_result")
 
 
-def parse_client_message(
-    raw: str | bytes, max_bytes: int = MAX_MESSAGE_BYTES
-) -> TextMessage | InterruptMessage | PingMessage | FocusMessage:
+def parse_client_message(raw: str | bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> AnyClientMessage:
     """Parse one message from a client. Raises ProtocolError with a code the client can act on."""
     if isinstance(raw, bytes | bytearray | memoryview):
         raise ProtocolError("binary messages are not supported; send JSON text", code="binary_not_supported")

@@ -12,6 +12,7 @@ import copy
 import logging
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,16 +61,23 @@ class WhisperASR:
         self.device = device
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
         self._owner = True  # a prompted view leaves the thread to the model it came from
-        self.prompt: str | None = None
+        self._prompt: str | Callable[[], str] = ""
 
-    def with_prompt(self, prompt: str) -> WhisperASR:
+    def with_prompt(self, prompt: str | Callable[[], str]) -> WhisperASR:
         """This model, told the words to expect (a room's names: "Hilda, Brom Ironhand, blacksmith"), sharing its
         model and its decoding thread. Whisper reads the prompt as text said before the audio, so it spells
         those words as given. A decode that only says the prompt's own words back (what Whisper does with
-        noise when given a prompt) is no speech."""
+        noise when given a prompt) is no speech. A callable is read at each decode (on the decoding thread:
+        it must only read a value, e.g. a room's names as they are now)."""
         view = copy.copy(self)
-        view.prompt, view._owner = prompt.strip() or None, False
+        view._prompt, view._owner = prompt, False
         return view
+
+    @property
+    def prompt(self) -> str | None:
+        """The prompt the next decode gets (None: none)."""
+        prompt = self._prompt() if callable(self._prompt) else self._prompt
+        return prompt.strip() or None
 
     @classmethod
     def load(
@@ -105,6 +113,7 @@ class WhisperASR:
         _check(audio)
         opts = self._options
         started = time.perf_counter()
+        prompt = self.prompt
         segments, info = self._model.transcribe(
             audio,
             language=opts.language if self.multilingual else "en",
@@ -114,7 +123,7 @@ class WhisperASR:
             without_timestamps=not final,
             condition_on_previous_text=False,
             vad_filter=False,
-            initial_prompt=self.prompt,
+            initial_prompt=prompt,
         )
         texts: list[str] = []
         words: list[Word] = []
@@ -123,7 +132,7 @@ class WhisperASR:
             for w in seg.words or ():
                 words.append(Word(w.word.strip(), float(w.start), float(w.end), float(w.probability)))
         text = " ".join(t.strip() for t in texts if t.strip())
-        if self.prompt and prompt_echo(text, self.prompt):
+        if prompt and prompt_echo(text, prompt):
             text, words = "", []
         return Transcript(
             text=text,

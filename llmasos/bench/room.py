@@ -18,7 +18,6 @@ import fractions
 import json
 import os
 import platform
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ import numpy.typing as npt
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from llmasos.metrics import STAGES, stage_seconds
 from llmasos.settings import Settings
 from rtc import PeerOptions, PeerSession
 from rtc.audio import pcm_from_av
@@ -76,7 +76,6 @@ class PeerRoom:
     mixer: RoomMixer
     tones: dict[str, float]
     heard: dict[str, list[npt.NDArray[np.float32]]] = field(default_factory=dict)
-    tick_s: list[float] = field(default_factory=list)
 
     def audio(self, participant: str, frames: int) -> npt.NDArray[np.float32]:
         return np.concatenate(self.heard[participant][-frames:])
@@ -88,14 +87,6 @@ async def peer_room(tones: dict[str, float], frames: int, voice_s: float = 0.0) 
     speaks ``voice_s`` seconds of its tone; entered once every client has heard ``frames`` frames (after
     0.5 s for the codecs to settle)."""
     room = PeerRoom(RoomMixer(), tones, {p: [] for p in tones})
-    timed = room.mixer.tick
-
-    def tick() -> None:
-        t0 = time.perf_counter()
-        timed()
-        room.tick_s.append(time.perf_counter() - t0)
-
-    room.mixer.tick = tick  # type: ignore[method-assign]
     done = {p: asyncio.Event() for p in tones}
     tasks: list[asyncio.Task[Any]] = []
     clients: list[RTCPeerConnection] = []
@@ -156,7 +147,7 @@ async def _measure(speakers: int, participants: int, seconds: float) -> dict[str
     frames = int(seconds * 50)
     async with peer_room(tones, frames, voice_s=seconds + 5) as room:
         delays = list(room.mixer.relay_delays_s)
-        ticks = room.tick_s[50:]  # after the first second
+        ticks = list(room.mixer.tick_costs_s)[50:]  # after the first second
         leak, heard_others = 0.0, []
         for listener in tones:
             audio = room.audio(listener, frames)
@@ -212,6 +203,13 @@ def _markdown(result: dict[str, Any]) -> str:
                 f"| {row['speakers']} | {row['participants']} | {row['measured']} | {t['p50']} s | {t['p95']} s | "
                 f"{t['max']} s | {row['unanswered']} |"
             )
+        names = [stage for stage in STAGES if any(stage in row.get("stages_p50_s", {}) for row in v)]
+        if names:
+            lines += ["", "The server's timeline of the same turns, p50 per stage (s):", ""]
+            lines += ["| speakers | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+            for row in v:
+                got = row.get("stages_p50_s", {})
+                lines.append(f"| {row['speakers']} | " + " | ".join(str(got.get(n, "")) for n in names) + " |")
     a = result.get("addressing")
     if a:
         plain, prompted = a["plain"], a["prompted"]
@@ -225,16 +223,17 @@ def _markdown(result: dict[str, Any]) -> str:
             "| recogniser | wrongly answered | wrongly ignored |",
             "|---|---|---|",
         ]
+        mistakes = []
         for label, r in (("as it is", plain), ("told the room's names", prompted)):
             lines.append(
                 f"| {label} | {r['wrongly_answered']} ({r['wrongly_answered_rate']:.1%} of all) | "
                 f"{r['wrongly_ignored']} ({r['wrongly_ignored_rate']:.1%} of those meant for a character) |"
             )
-        for label, r in (("as it is", plain), ("told the room's names", prompted)):
-            for m in r["mistakes"]:
-                lines.append(
-                    f"- {label}, {m['voice']}: said {m['said']!r}, heard {m['heard']!r}: {m['decided']} ({m['reason']})"
-                )
+            mistakes += [
+                f"- {label}, {m['voice']}: said {m['said']!r}, heard {m['heard']!r}: {m['decided']} ({m['reason']})"
+                for m in r["mistakes"]
+            ]
+        lines += mistakes
     return "\n".join(lines) + "\n"
 
 
@@ -320,7 +319,8 @@ def _addressing(settings: Settings) -> dict[str, Any]:
             )
         return _scored(rows)
 
-    result = {"plain": score(asr), "prompted": score(asr.with_prompt(vocabulary(tavern))), "prompt": vocabulary(tavern)}
+    prompt = vocabulary(tavern, ["Ann", "Bob", "Cat"])  # what the room tells its recogniser, the people in it too
+    result = {"plain": score(asr), "prompted": score(asr.with_prompt(prompt)), "prompt": prompt}
     asr.close()
     return result
 
@@ -371,6 +371,7 @@ async def _room_v2v(url: str, settings: Settings, speakers: int, participants: i
 
     questions = [speech(q) for q in ROOM_QUESTIONS]
     v2v: list[float] = []
+    stages: dict[str, list[float]] = {}
     misses = 0
     async with contextlib.AsyncExitStack() as stack:
         clients = []
@@ -392,6 +393,9 @@ async def _room_v2v(url: str, settings: Settings, speakers: int, participants: i
                 first = asker.received.first_loud_after(speech_end)
                 if first is not None:
                     v2v.append(first - speech_end)
+                _, metrics = await asker.wait_for("metrics", turn=turn, timeout_s=120)
+                for stage, seconds in stage_seconds(metrics["timeline_ms"], unit=0.001).items():
+                    stages.setdefault(stage, []).append(seconds)
                 await asker.wait_for("state", state="listening", turn=turn, timeout_s=120)
             except TimeoutError:
                 misses += 1
@@ -402,6 +406,8 @@ async def _room_v2v(url: str, settings: Settings, speakers: int, participants: i
         "v2v_s": {"p50": _s(v2v, 50), "p95": _s(v2v, 95), "max": _s(v2v, 100)},
         "measured": len(v2v),
         "unanswered": misses,
+        # the server's own timeline of the same turns (`metrics`): where the time goes, p50 per stage
+        "stages_p50_s": {stage: _s(stages[stage], 50) for stage in STAGES if stage in stages},
     }
 
 

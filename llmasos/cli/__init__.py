@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from llmasos import __version__
+from llmasos import __version__, logs
 from llmasos.cli import (
     bench_cmd,
     config_cmd,
@@ -53,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="TOML settings file (default: $LLMASOS_CONFIG or ./llmasos.toml)",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="log lines as text with key=value fields, or as JSON objects (default: the log_format setting)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in _GROUPS:
         group.register(sub)
@@ -63,11 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 _CHATTY = ("aioice", "aiortc", "faster_whisper", "sentence_transformers", "chromadb", "httpx", "matplotlib", "urllib3")
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if level != "debug":
-        for name in _CHATTY:
-            logging.getLogger(name).setLevel(logging.WARNING)
+def configure_logging(level: str, fmt: str = "text", *, content: bool = False) -> None:
+    logs.configure(level, fmt, content=content, quiet=_CHATTY)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, args.log_format or settings.log_format, content=settings.log_content)
         handler: Handler = args.handler
         return handler(args, settings)
     except LLMasOSError as exc:

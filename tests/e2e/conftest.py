@@ -66,6 +66,8 @@ def scripted_llm() -> Iterator[ScriptedLLM]:
                 "taught my father, and my father taught me, and one day I shall teach my daughter Elsa. "
                 "[nod] And that is why the fire in this forge has never once gone out."
             ),
+            "hammer": "Here you are. [give_item item=hammer target=player] Mind, it is heavy.",
+            "did not work": "Ah, your hands are full. I will keep it here for you.",
         }
     )
 

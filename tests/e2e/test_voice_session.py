@@ -30,8 +30,19 @@ async def test_health_characters_and_page(server: object) -> None:
     url = server.url  # type: ignore[attr-defined]
     async with httpx.AsyncClient() as http:
         assert (await http.get(f"{url}/healthz")).json()["status"] == "ok"
-        ids = [c["id"] for c in (await http.get(f"{url}/characters")).json()["characters"]]
-        assert {"blacksmith", "museum_guide", "quest_giver"} <= set(ids)
+        characters = {c["id"]: c for c in (await http.get(f"{url}/characters")).json()["characters"]}
+        assert {"blacksmith", "museum_guide", "quest_giver"} <= set(characters)
+        actions = {a["name"]: a for a in characters["blacksmith"]["actions"]}
+        assert actions["give_item"]["args"] == {  # the schema an action's args are validated against
+            "type": "object",
+            "properties": {
+                "item": {"type": "string", "enum": ["iron_sword", "steel_sword", "horseshoe", "hammer"]},
+                "target": {"type": "string", "maxLength": 64, "description": "who receives it, e.g. player"},
+            },
+            "required": ["item", "target"],
+            "additionalProperties": False,
+        }
+        assert actions["nod"]["args"]["properties"] == {} and actions["nod"]["description"] == "Nod in agreement."
         rooms = {r["id"]: r for r in (await http.get(f"{url}/rooms")).json()["rooms"]}
         assert rooms["tavern"] == {
             "id": "tavern",

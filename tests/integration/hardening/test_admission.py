@@ -49,7 +49,13 @@ class SessionEngine:
         return self.characters.get(character_id)
 
     def conversation(
-        self, transport: Transport, character: Character, player: str, observer: Observer | None = None
+        self,
+        transport: Transport,
+        character: Character,
+        player: str,
+        observer: Observer | None = None,
+        *,
+        greet: bool = True,
     ) -> Conversation:
         self.transports.append(transport)
         if self.broken:

@@ -104,7 +104,7 @@ async def test_failed_decodes_get_errors_and_the_words_said_again_are_answered(
     t = MicTransport(mic(np.concatenate([gap, clip, gap, clip, gap])), (len(gap) + 8_000) // 320, asr.partial_failed)
     conv, *_ = make_conversation("Aye.")  # its dialogue manager
     services = Services(lambda: open_listener(settings, vad, asr), FakeVoice(), FakeMemory(), observer)
-    conversation = Conversation(services, t, conv._manager, "ann", ConversationOptions(greet=False))
+    conversation = Conversation(services, t, conv.manager, "ann", ConversationOptions(greet=False))
     task = asyncio.create_task(conversation.run())
 
     final = await expect(t, task, lambda m: m["type"] == "transcript" and m["final"])

@@ -88,3 +88,13 @@ async def test_a_prompted_recogniser_hears_speech_and_not_its_prompt_in_silence(
     assert "hilda" not in prompted.transcribe_sync(quiet).text.lower()  # never the prompt's names out of noise
     prompted.close()  # a view: the model goes on
     assert (await asr.transcribe(audio)).text
+
+
+def test_a_prompt_that_changes_is_read_at_each_decode(asr: WhisperASR) -> None:
+    names = ["Hilda."]
+    prompted = asr.with_prompt(lambda: names[-1])
+    assert prompted.prompt == "Hilda."
+    names.append("Hilda, Siobhan.")  # someone joined the room
+    assert prompted.prompt == "Hilda, Siobhan."
+    names.append("  ")
+    assert prompted.prompt is None and asr.prompt is None

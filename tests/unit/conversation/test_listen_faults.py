@@ -65,8 +65,10 @@ def conversation_over(
     transport: FakeTransport, open_listener: Callable[[], Any], observer: RecordingObserver, reply: str = "Aye."
 ) -> Conversation:
     conv, *_ = make_conversation(reply)  # its dialogue manager, voice and memory
-    services = Services(open_listener=open_listener, tts=conv._s.tts, memory=conv._s.memory, observer=observer)
-    return Conversation(services, transport, conv._manager, "ann", ConversationOptions(greet=False))
+    services = Services(
+        open_listener=open_listener, tts=conv.services.tts, memory=conv.services.memory, observer=observer
+    )
+    return Conversation(services, transport, conv.manager, "ann", ConversationOptions(greet=False))
 
 
 async def expect(t: FakeTransport, session: asyncio.Task[None], predicate: Any) -> dict[str, Any]:

@@ -62,8 +62,10 @@ async def test_history_keeps_only_what_was_heard(character: Character) -> None:
         HistoryEntry("player", "two"),
     )
     prompt = m.messages("three")
-    assert [msg.type for msg in prompt] == ["system", "human", "ai", "human", "human"]
+    # a reply nobody heard leaves the player's words, which join their next ones: the roles alternate
+    assert [msg.type for msg in prompt] == ["system", "human", "ai", "human"]
     assert prompt[2].text == "First sentence"
+    assert prompt[3].text == "two\n\nthree"
 
 
 async def test_a_cancelled_reply_keeps_the_spoken_part(character: Character) -> None:
@@ -73,6 +75,24 @@ async def test_a_cancelled_reply_keeps_the_spoken_part(character: Character) -> 
     assert first == ReplySentence("Part one.", 0)
     await stream.aclose()  # barge-in
     assert m.last_reply == "Part one."
+
+
+async def test_lines_overheard_in_a_room_are_history_and_a_reply_never_reads_them_back(character: Character) -> None:
+    m = manager(character, ["Ann: shall we go?\nBob said: yes.\nAye, I heard."], history_turns=2)
+    m.hear_others(["Ann", "Bob"])
+    m.overheard("Ann", "Shall we go?")
+    m.overheard("Bob", "  ")  # nothing said: nothing kept
+    events = await collect(m, "Bob: Brom, what did she say?")
+    assert [e.text for e in events if isinstance(e, ReplySentence)] == ["Aye, I heard."]
+    assert m.history == (
+        HistoryEntry("room", "Ann: Shall we go?"),
+        HistoryEntry("player", "Bob: Brom, what did she say?"),
+        HistoryEntry("character", "Aye, I heard."),
+    )
+    for i in range(3):  # overheard lines count toward the cap; the history never starts with the character
+        m.overheard("Ann", f"line {i}")
+    assert len(m.history) <= 4 and m.history[0].role != "character"
+    assert m.history[-1] == HistoryEntry("room", "Ann: line 2")
 
 
 async def test_history_is_capped_in_steps(character: Character) -> None:

@@ -65,7 +65,7 @@ async def test_cancelling_the_caller_is_not_a_yield() -> None:
 
 async def test_a_conversation_is_active_from_speech_to_the_end_of_the_reply() -> None:
     conv, t, listener, _, _ = make_conversation("Yes. We have swords.")
-    activity = conv._s.activity
+    activity = conv.services.activity
     task = await start(conv)
     assert activity.idle
     listener.events.put_nowait(SpeechStarted(at_s=1.0))

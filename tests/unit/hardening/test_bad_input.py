@@ -54,7 +54,7 @@ async def test_malformed_audio_frames_are_reported_once_and_skipped() -> None:
     ]
     conv, _, _, _, manager = make_conversation("unused")
     transport, listener = FramesTransport(frames), CountingListener()
-    services = Services(open_listener=lambda: listener, tts=conv._s.tts, memory=FakeMemory())
+    services = Services(open_listener=lambda: listener, tts=conv.services.tts, memory=FakeMemory())
     conversation = Conversation(services, transport, manager, "ann", ConversationOptions(greet=False))
     task = await start(conversation)
     error = await transport.until(lambda m: m["type"] == "error")

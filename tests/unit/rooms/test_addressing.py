@@ -163,6 +163,7 @@ def test_the_vocabulary_a_room_tells_the_speech_recognition() -> None:
 
     assert vocabulary([HILDA, BROM]) == "Hilda, innkeeper, Brom Ironhand, blacksmith, Smith."
     assert vocabulary([]) == ""
+    assert vocabulary([HILDA], ["Ann", "Hilda"]) == "Hilda, innkeeper, Ann."  # the people in the room, once each
 
 
 def test_a_decode_that_only_reads_the_prompt_back_is_no_speech() -> None:

@@ -15,7 +15,7 @@ from dialogue import Backend, Character, DialogueManager
 from llmasos.room import Room
 from llmasos.services import ConversationOptions, Services
 from rtc.audio import OutboundAudioTrack
-from rtc.protocol import FocusMessage
+from rtc.protocol import FocusMessage, WorldMessage
 from voice.types import SpeechStarted, Transcript, Utterance
 
 pytestmark = pytest.mark.unit
@@ -85,8 +85,62 @@ async def test_a_named_character_answers_and_everyone_is_told_who_spoke_and_who_
             }  # fmt: skip
             assert [m["character"] for m in t.of("reply")] == ["smith"] * len(t.of("reply"))
         assert tavern.addressed() == [("ann", "smith", "name")]
-    said = [(m.character, m.player, m.text) for m in tavern.memory.items]
-    assert said[0] == ("smith", "ann", "The player said: Ann: Brom, any swords?")
+    remembered = {(m.character, m.player, m.text) for m in tavern.memory.items}
+    # what each heard, under the player who said it or whom the reply answered, by name
+    assert remembered == {
+        ("smith", "ann", "Ann said: Brom, any swords?"),
+        ("smith", "ann", "Brom said: Aye, swords."),
+        ("innkeeper", "ann", "Ann said: Brom, any swords?"),
+        ("innkeeper", "ann", "Brom said: Aye, swords."),
+    }
+
+
+async def test_a_character_knows_what_it_overheard_and_forgetting_a_player_forgets_their_lines() -> None:
+    async with Tavern({"smith": "Aye, swords.", "innkeeper": "Stew!"}) as tavern:
+        tavern.say("bob", "Ann, shall we go?")
+        await tavern.t["cat"].until(lambda m: m["type"] == "addressed")
+        tavern.say("ann", "Brom, any swords?")
+        await tavern.t["cat"].until(lambda m: m["type"] == "state" and m["state"] == "speaking")
+        await tavern.play_until_listening("smith", 1)
+        hilda = tavern.room.seats["innkeeper"].manager
+        brom = tavern.room.seats["smith"].manager
+        assert [(h.role, h.text) for h in hilda.history] == [
+            ("room", "Bob: Ann, shall we go?"),
+            ("room", "Ann: Brom, any swords?"),
+            ("room", "Brom: Aye, swords."),
+        ]
+        assert [(h.role, h.text) for h in brom.history] == [
+            ("room", "Bob: Ann, shall we go?"),
+            ("player", "Ann: Brom, any swords?"),
+            ("character", "Aye, swords."),
+        ]
+        # Hilda's next prompt has it all, and its roles alternate (one human message before her reply)
+        prompt = hilda.messages("Cat: Hilda, what did he say?")
+        assert [m.type for m in prompt] == ["system", "human"]
+        assert prompt[1].text.splitlines() == [
+            "Bob: Ann, shall we go?",
+            "Ann: Brom, any swords?",
+            "Brom: Aye, swords.",
+            "",
+            "Cat: Hilda, what did he say?",
+        ]
+    assert ("innkeeper", "bob", "Bob said: Ann, shall we go?") in {
+        (m.character, m.player, m.text) for m in tavern.memory.items
+    }
+    await tavern.memory.forget("ann")
+    assert {m.player for m in tavern.memory.items} == {"bob"}  # from every character's memory
+    assert {m.character for m in tavern.memory.items} == {"smith", "innkeeper"}
+
+
+async def test_nothing_one_room_hears_reaches_another_rooms_prompt() -> None:
+    async with Tavern({"smith": "Aye.", "innkeeper": "Stew!"}) as first:
+        first.say("ann", "Hilda, my secret is the red door.")
+        await first.t["ann"].until(lambda m: m["type"] == "state" and m["state"] == "speaking")
+        await first.play_until_listening("innkeeper", 1)
+    async with Tavern({"smith": "Aye.", "innkeeper": "Stew!"}) as second:
+        for seat in second.room.seats.values():
+            assert not seat.manager.history
+            assert "red door" not in " ".join(m.text for m in seat.manager.messages("Cat: hello"))
 
 
 async def test_words_for_another_player_are_not_answered_and_a_follow_up_is() -> None:
@@ -153,3 +207,17 @@ async def test_joining_and_leaving_is_announced() -> None:
         tavern.t["cat"].closed.set()
         left = await tavern.t["ann"].until(lambda m: m["type"] == "room" and m["event"] == "left")
         assert left["participant"] == "cat" and [p["id"] for p in left["participants"]] == ["ann", "bob"]
+
+
+async def test_a_players_world_facts_are_in_the_replies_to_them_only() -> None:
+    async with Tavern({"smith": "Aye.", "innkeeper": "Stew!"}) as tavern:
+        tavern.t["ann"].inbox.put_nowait(WorldMessage(type="world", facts=["Ann holds a rusty sword"]))
+        tavern.say("ann", "Brom, can you sharpen this?")
+        await tavern.t["ann"].until(lambda m: m["type"] == "state" and m["state"] == "speaking")
+        await tavern.play_until_listening("smith", 1)
+        tavern.say("bob", "Brom, and my axe?")
+        await tavern.t["bob"].until(lambda m: m["type"] == "state" and m["state"] == "speaking" and m["turn"] == 2)
+        await tavern.play_until_listening("smith", 2)
+        asked = {h.text: h.context for h in tavern.room.seats["smith"].manager.history if h.role == "player"}
+        assert "Right now: Ann holds a rusty sword." in asked["Ann: Brom, can you sharpen this?"]
+        assert "rusty" not in asked["Bob: Brom, and my axe?"]

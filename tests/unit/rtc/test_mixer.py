@@ -48,6 +48,7 @@ async def test_each_listener_hears_the_voices_and_the_others_but_not_itself() ->
     heard = {p: int((await _next(ear))[0]) for p, ear in ears.items()}
     assert heard == {"ann": 1000 + 20 + 300, "bob": 1000 + 1 + 300, "cat": 1000 + 1 + 20}
     assert voice.played_samples == FRAME_SAMPLES  # mixed once for everyone
+    assert len(mixer.tick_costs_s) == 1 and mixer.tick_costs_s[0] >= 0  # what each tick cost, for the bench
 
 
 async def test_a_voice_is_played_as_it_is_mixed_and_its_waiters_resolve() -> None:

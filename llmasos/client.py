@@ -124,6 +124,7 @@ class VoiceClient:
         self.pc = pc
         self.mic = mic
         self.session = ""
+        self.resumed = False  # the server went on with the conversation of the session named in `resume`
         self.events: list[tuple[float, dict[str, Any]]] = []  # (monotonic arrival, message)
         self.received = Received()
         self._new_event = asyncio.Condition()
@@ -149,11 +150,13 @@ class VoiceClient:
         room: str | None = None,
         name: str | None = None,
         greet: bool = True,
+        resume: str | None = None,
         timeout_s: float = 30.0,
         http: httpx.AsyncClient | None = None,
     ) -> VoiceClient:
         """A 1:1 session with ``character``, or (``room``) a place in a room, as ``name``; ``greet``: false, the
-        character does not greet."""
+        character does not greet; ``resume``: a session of this player with ``character`` that ended recently,
+        whose conversation goes on."""
         host = httpx.URL(base_url).host
         if host in ("localhost", "127.0.0.1", "::1"):
             allow_loopback_candidates()  # the server may be reachable on loopback only
@@ -166,6 +169,8 @@ class VoiceClient:
             body: dict[str, Any] = {"sdp": pc.localDescription.sdp, "type": "offer", "player": player}
             if not greet:
                 body["greet"] = False
+            if resume is not None:
+                body["resume"] = resume
             if room is not None:
                 body.update(room=room, name=name or player)
             elif character is not None:
@@ -179,6 +184,7 @@ class VoiceClient:
                 err = data.get("error", {})
                 raise ClientError(res.status_code, err.get("code", "?"), err.get("message", res.text))
             client.session = data["session"]
+            client.resumed = bool(data.get("resumed"))
             await pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="answer"))
             await asyncio.wait_for(client._open.wait(), timeout_s)
         except BaseException:

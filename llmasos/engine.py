@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from dialogue import Backend, Character, CharacterError, RoomError, RoomSpec, check_characters, scan, scan_rooms
+from dialogue.manager import DialogueManager
 from llmasos.activity import Activity
 from llmasos.conversation import Conversation, ConversationOptions, Observer, Services, Transport
 from llmasos.dialogue_factory import (
@@ -102,8 +103,10 @@ class Engine:
         observer: Observer | None = None,
         *,
         greet: bool = True,
+        manager: DialogueManager | None = None,
     ) -> Conversation:
-        manager = build_manager(self.settings, self.backend, character)
+        """A 1:1 conversation; ``manager``: one that goes on (a resumed session's), else a new one."""
+        manager = manager or build_manager(self.settings, self.backend, character)
         services = self.services(observer, character)
         options = dataclasses.replace(self.conversation_options(), greet=greet)
         return Conversation(services, transport, manager, player, options)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+from llmasos.ids import CHARACTER_ID, PLAYER_ID
+
+_ID = re.compile(PLAYER_ID)
+_NAME = re.compile(CHARACTER_ID)
 
 
 class _Offer(BaseModel):
@@ -22,19 +25,37 @@ class _Offer(BaseModel):
 
 
 class CharacterOffer(_Offer):
-    """A 1:1 session with one character."""
+    """A 1:1 session with one character; ``resume``: a session of this player with this character that ended
+    within ``limits.resume_window_s``, whose conversation goes on (its history; no second greeting)."""
 
-    character: str = Field(pattern=_ID.pattern)
+    character: str = Field(pattern=_NAME.pattern)
+    resume: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
 
 
 class RoomOffer(_Offer):
     """A place in a room, as ``name`` (the player id when it is not given)."""
 
-    room: str = Field(pattern=_ID.pattern)
+    room: str = Field(pattern=_NAME.pattern)
     name: str | None = Field(None, min_length=1, max_length=40)
 
 
 OfferRequest = CharacterOffer | RoomOffer
+
+
+class TokenRequest(BaseModel):
+    """A game backend asks for a session token for one of its players (`POST /tokens`, operator key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    player: str = Field(pattern=_ID.pattern)
+    characters: list[Annotated[str, Field(pattern=rf"{_NAME.pattern}|^\*$")]] = Field(min_length=1, max_length=64)
+    ttl_s: int = Field(3600, ge=1, le=7 * 86400)
+
+
+class TokenAnswer(BaseModel):
+    token: str
+    player: str
+    expires_in_s: int
 
 
 class OfferAnswer(BaseModel):
@@ -42,6 +63,7 @@ class OfferAnswer(BaseModel):
     type: Literal["answer"] = "answer"
     session: str
     room: str | None = None
+    resumed: bool = False  # the conversation of the session named in ``resume`` goes on
 
 
 class ErrorBody(BaseModel):

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import ipaddress
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -39,20 +41,33 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dialogue.actions import json_schema
-from llmasos.auth import AuthError, authorize, load_secret, verify
+from dialogue.manager import DialogueManager
+from llmasos.auth import AuthError, authorize, load_secret, sign, verify
+from llmasos.conversation import Conversation
 from llmasos.engine import Engine, load_engine
 from llmasos.http_api import ERRORS as _ERRORS
-from llmasos.http_api import CharacterOffer, ErrorResponse, OfferAnswer, OfferRequest, RoomOffer, error
+from llmasos.http_api import (
+    CharacterOffer,
+    ErrorResponse,
+    OfferAnswer,
+    OfferRequest,
+    RoomOffer,
+    TokenAnswer,
+    TokenRequest,
+    error,
+)
+from llmasos.ids import PLAYER_ID
 from llmasos.metrics import Metrics
 from llmasos.room import Room
 from llmasos.settings import Settings
 from rtc import PeerOptions, PeerSession, SignalingError
+from rtc.peer import IceServer
 from rtc.protocol import ErrorMessage, SessionMessage
 
 log = logging.getLogger(__name__)
 
 WEB = Path(__file__).parent / "web"
-_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_ID = re.compile(PLAYER_ID)
 
 
 @dataclass
@@ -60,6 +75,18 @@ class _Session:
     id: str
     peer: PeerSession
     task: asyncio.Task[None]
+    player: str
+    conversation: Conversation | None = None  # a 1:1 session's (its history can be resumed)
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """A 1:1 session that ended: a new offer may resume its conversation within ``limits.resume_window_s``."""
+
+    player: str
+    character: str
+    manager: DialogueManager
+    at: float
 
 
 @dataclass
@@ -69,6 +96,7 @@ class ServerState:
     loading_error: str | None = None
     sessions: dict[str, _Session] = field(default_factory=dict)
     rooms: dict[str, Room] = field(default_factory=dict)  # rooms with someone in them, by room id
+    ended: dict[str, _Ended] = field(default_factory=dict)  # 1:1 sessions that may be resumed, by session id
     admitting: int = 0  # offers holding a session slot while their peer is answered
     progress: list[str] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once loading has ended, either way
@@ -95,10 +123,9 @@ def create_app(
     state = ServerState(settings)
     secret = load_secret(settings.server.secret, settings.data_dir) if auth_required(settings) else b""
 
-    def progress(line: str) -> None:
+    def progress(line: str) -> None:  # once, as a log line (it was printed and logged: twice on a terminal)
         state.progress.append(line)
         log.info(line)
-        print(f"llmasos: {line}", flush=True)
 
     async def load() -> None:
         if not secret and _is_loopback(settings.server.host):
@@ -132,7 +159,9 @@ def create_app(
             if state.engine is not None:
                 await state.engine.aclose()
 
-    app = FastAPI(title="LLMasOS", version="0.1.0", lifespan=lifespan)
+    # the API's description is /openapi.json; the interactive /docs page loads its scripts from a CDN, so it
+    # is off: this server works offline, and a page that fetches from elsewhere has no place in it
+    app = FastAPI(title="LLMasOS", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.llmasos = state
     app.mount("/static", StaticFiles(directory=WEB), name="static")
 
@@ -219,9 +248,53 @@ def create_app(
         log.info("player forgotten", extra={"deleted": deleted})
         return JSONResponse({"player": player, "deleted": deleted})
 
+    @app.delete("/sessions/{session_id}", responses=_ERRORS)
+    async def close_session(request: Request, session_id: str = PathParam(pattern=r"^[0-9a-f]{32}$")) -> JSONResponse:
+        """End a session (its player's token, when auth is on): every reply is finalised (what was heard is
+        kept), then the peer is closed. A 1:1 session can be resumed afterwards (``resume`` in the offer)."""
+        session = state.sessions.get(session_id)
+        if session is None:
+            return error(404, "unknown_session", f"no session {session_id} is open")
+        if secret:
+            header = request.headers.get("authorization", "")
+            try:
+                claims = verify(secret, header[7:] if header.lower().startswith("bearer ") else "")
+            except AuthError as exc:
+                return error(exc.status, exc.code, exc.message)
+            if claims.player != session.player:
+                return error(403, "player_mismatch", "a player can only close their own sessions")
+        await session.peer.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(session.task), 10.0)
+        return JSONResponse({"session": session_id, "status": "closed"})
+
+    @app.post("/tokens", response_model=TokenAnswer, responses=_ERRORS)
+    async def mint(body: TokenRequest, request: Request) -> TokenAnswer | JSONResponse:
+        """A session token for ``body.player`` (what `llmasos token` prints), for a game backend that presents
+        the operator key (`Authorization: Bearer KEY`, `server.operator_key`). Its players never see the key."""
+        key = settings.server.operator_key
+        if not key:
+            return error(404, "tokens_disabled", "minting tokens over HTTP is off: set server.operator_key")
+        header = request.headers.get("authorization", "")
+        given = header[7:] if header.lower().startswith("bearer ") else ""
+        if not hmac.compare_digest(given.encode(), key.encode()):
+            state.metrics.error("invalid_operator_key")
+            return error(401, "invalid_operator_key", "this needs the operator key (Authorization: Bearer ...)")
+        engine = state.engine
+        if engine is None:
+            return error(503, "loading", "the models are still loading; try again shortly", {"Retry-After": "5"})
+        unknown = [c for c in body.characters if c != "*" and c not in engine.characters]
+        if unknown:
+            known = ", ".join(engine.characters)
+            return error(404, "unknown_character", f"no character {', '.join(unknown)} (known: {known}; * for any)")
+        signing = secret or load_secret(settings.server.secret, settings.data_dir)
+        token = sign(signing, body.player, tuple(body.characters), body.ttl_s)
+        log.info("token minted", extra={"player": body.player, "ttl_s": body.ttl_s})
+        return TokenAnswer(token=token, player=body.player, expires_in_s=body.ttl_s)
+
     @app.get("/rtc/config")
     async def rtc_config() -> dict[str, Any]:
-        return {"iceServers": [{"urls": url} for url in settings.server.ice_servers]}
+        return {"iceServers": [s.browser() for s in ice_servers(settings)]}
 
     @app.post(
         "/rtc/offer",
@@ -269,6 +342,17 @@ def create_app(
         if character is None:
             known = ", ".join(engine.characters)
             return error(404, "unknown_character", f"no character {body.character!r} (known: {known})")
+        resumed = None
+        if body.resume is not None:
+            resumed = _resumable(state, body.resume, body.player, character.id)
+            if resumed is None:
+                window = settings.limits.resume_window_s
+                return error(
+                    404,
+                    "unknown_session",
+                    f"session {body.resume} cannot be resumed: it is not a session of {body.player!r} with "
+                    f"{character.id!r} that ended in the last {window:.0f} s",
+                )
         limits = settings.limits
         options = peer_options()
         try:
@@ -279,7 +363,9 @@ def create_app(
         assert peer.answer is not None
         session_id = uuid.uuid4().hex
         try:
-            conversation = engine.conversation(peer, character, body.player, state.metrics, greet=body.greet)
+            conversation = engine.conversation(
+                peer, character, body.player, state.metrics, greet=body.greet and resumed is None, manager=resumed
+            )
             peer.send(SessionMessage(session=session_id, character=character.id, player=body.player))
         except Exception:
             log.exception("session could not start", extra={"character": character.id})
@@ -289,16 +375,16 @@ def create_app(
         task = asyncio.create_task(
             _run(state, session_id, peer, conversation.run(), limits.max_session_s), name=f"session-{session_id}"
         )
-        state.sessions[session_id] = _Session(session_id, peer, task)
+        state.sessions[session_id] = _Session(session_id, peer, task, body.player, conversation)
         state.metrics.sessions.inc()
         state.metrics.sessions_total.inc()
-        log.info("session started", extra={"session": session_id, "character": character.id})
-        return OfferAnswer(sdp=peer.answer.sdp, session=session_id)
+        log.info("session started", extra={"session": session_id, "character": character.id, "resumed": body.resume})
+        return OfferAnswer(sdp=peer.answer.sdp, session=session_id, resumed=resumed is not None)
 
     def peer_options() -> PeerOptions:
         limits = settings.limits
         return PeerOptions(
-            ice_servers=tuple(settings.server.ice_servers),
+            ice_servers=ice_servers(settings),
             allow_loopback=_allow_loopback(settings),
             max_sdp_bytes=limits.max_sdp_bytes,
             max_message_bytes=limits.max_message_bytes,
@@ -348,13 +434,34 @@ def create_app(
             ),
             name=f"session-{session_id}",
         )
-        state.sessions[session_id] = _Session(session_id, peer, task)
+        state.sessions[session_id] = _Session(session_id, peer, task, body.player)
         state.metrics.sessions.inc()
         state.metrics.sessions_total.inc()
         log.info("session started", extra={"session": session_id, "room": room_id})
         return OfferAnswer(sdp=peer.answer.sdp, session=session_id, room=room_id)
 
     return app
+
+
+def ice_servers(settings: Settings) -> tuple[IceServer, ...]:
+    """The configured ICE servers, for aiortc and for clients (`GET /rtc/config`)."""
+    return tuple(
+        IceServer((s,)) if isinstance(s, str) else IceServer(s.urls, s.username, s.credential)
+        for s in settings.server.ice_servers
+    )
+
+
+def _resumable(state: ServerState, session_id: str, player: str, character: str) -> DialogueManager | None:
+    """The conversation of an ended 1:1 session of ``player`` with ``character``, if it ended recently enough."""
+    window = state.settings.limits.resume_window_s
+    now = time.monotonic()
+    for old in [k for k, e in state.ended.items() if now - e.at > window]:
+        del state.ended[old]
+    ended = state.ended.get(session_id)
+    if ended is None or (ended.player, ended.character) != (player, character):
+        return None
+    del state.ended[session_id]  # once
+    return ended.manager
 
 
 def _room_characters(state: ServerState, room_id: str) -> list[str]:
@@ -409,6 +516,12 @@ async def _run(
     finally:
         await peer.close()
         ended()
-        if state.sessions.pop(session_id, None) is not None:
+        gone = state.sessions.pop(session_id, None)
+        if gone is not None:
             state.metrics.sessions.dec()
+            if gone.conversation is not None:  # resumable for a while (``resume`` in a new offer)
+                manager = gone.conversation.manager
+                state.ended[session_id] = _Ended(gone.player, manager.character.id, manager, time.monotonic())
+                while len(state.ended) > 1000:
+                    del state.ended[next(iter(state.ended))]
         log.info("session ended", extra={"session": session_id})

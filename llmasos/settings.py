@@ -10,12 +10,16 @@ Each role's ``model_dir`` points that role at a model of the user's own instead 
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import tomllib
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from llmasos.errors import ConfigError
@@ -32,16 +36,48 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class IceServerSettings(_Section):
+    """A TURN (or STUN) server with credentials: ``{ urls = "turn:turn.example.org:3478", username = "u",
+    credential = "p" }`` (``urls`` one URL or a list)."""
+
+    urls: tuple[str, ...] = Field(min_length=1)
+    username: str | None = None
+    credential: str | None = None
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("urls")
+    @classmethod
+    def _schemes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
+                raise ValueError(f"{url!r} is not a stun:, stuns:, turn: or turns: URL")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> IceServerSettings:
+        turn = any(u.startswith("turn") for u in self.urls)
+        if turn and (self.username is None or self.credential is None):
+            raise ValueError("a TURN server needs a username and a credential")
+        return self
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    # ICE servers handed to aiortc and to clients, e.g. ["stun:stun.example.org:3478"]; empty: host candidates
-    ice_servers: tuple[str, ...] = ()
+    # ICE servers handed to aiortc and to clients: "stun:stun.example.org:3478", or a TURN server with its
+    # credentials, { urls = "turn:turn.example.org:3478", username = "u", credential = "p" }; empty: host candidates
+    ice_servers: tuple[str | IceServerSettings, ...] = ()
     # offer 127.0.0.1 host candidates (aioice leaves them out); None: when the server listens on loopback
     allow_loopback_candidates: bool | None = None
     # session tokens: "auto" requires them unless the server listens on loopback only
     auth: Literal["auto", "required", "off"] = "auto"
     secret: str | None = None  # HMAC key for tokens (set it through LLMASOS_SERVER__SECRET); None: data_dir/secret.key
+    # the key a game backend presents to mint session tokens (`POST /tokens`); None: no minting over HTTP
+    operator_key: str | None = Field(None, min_length=16)
     # browser origins allowed to open sessions, e.g. ["https://world.example"]; the server's own is always allowed
     allowed_origins: tuple[str, ...] = ()
 
@@ -53,6 +89,7 @@ class LimitSettings(_Section):
     max_message_bytes: int = Field(16 * 1024, ge=256)  # one data-channel message
     messages_per_s: float = Field(10.0, gt=0)  # data-channel messages, sustained (bursts up to 2 s worth)
     memory_writes_per_min: int = Field(60, ge=1)  # per session; beyond it writes wait, they are not dropped
+    resume_window_s: float = Field(120.0, ge=0)  # a 1:1 session that ended can be resumed this long (`resume`)
 
 
 class ASRSettings(_Section):
@@ -218,6 +255,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
             raise ConfigError(f"config file {file} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+        data = _rebase(data, Settings, file.resolve().parent)
     try:
         settings = Settings(**data)
         if overrides:
@@ -233,6 +271,74 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid settings{where}: {problems}") from None
     return settings
+
+
+def _rebase(data: dict[str, Any], model: type[BaseModel], base: Path) -> dict[str, Any]:
+    """A config file's relative paths are relative to the file, not to the working directory."""
+    out = dict(data)
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            continue  # an unknown key: validation says so
+        kind = field.annotation
+        if isinstance(value, str) and (kind is Path or Path in typing.get_args(kind)):
+            path = Path(value).expanduser()
+            out[key] = str(path if path.is_absolute() else base / path)
+        elif isinstance(value, dict) and isinstance(kind, type) and issubclass(kind, BaseModel):
+            out[key] = _rebase(value, kind, base)
+    return out
+
+
+def unknown_environment(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``LLMASOS_*`` variables that set nothing (a typo would otherwise be ignored), each with a hint."""
+    environ = os.environ if environ is None else environ
+    problems = []
+    for name in sorted(environ):
+        if not name.startswith("LLMASOS_") or name == "LLMASOS_CONFIG":
+            continue
+        if _setting(name[len("LLMASOS_") :].lower()):
+            continue
+        hint = _nearest(name[len("LLMASOS_") :].lower())
+        problems.append(f"the environment variable {name} matches no setting{hint}; it is ignored")
+    return problems
+
+
+def _setting(path: str) -> bool:
+    """``path`` ("llm__backend") names a setting: nested levels joined by ``__``."""
+    model: type[BaseModel] | None = Settings
+    parts = path.split("__")
+    for i, part in enumerate(parts):
+        if model is None or part not in model.model_fields:
+            return False
+        kind = model.model_fields[part].annotation
+        model = kind if isinstance(kind, type) and issubclass(kind, BaseModel) else None
+        if model is not None and i == len(parts) - 1:
+            return True  # a whole section (as JSON)
+    return True
+
+
+def _nearest(path: str) -> str:
+    """The setting ``path`` probably meant (one "_" for the "__" between a section and its field, a letter
+    off), as a hint."""
+    names = _paths(Settings)
+    close = difflib.get_close_matches(path, names, n=1, cutoff=0.85) or difflib.get_close_matches(
+        path.replace("_", ""), {n.replace("_", ""): n for n in names}, n=1, cutoff=0.9
+    )
+    if not close:
+        return ""
+    best = close[0] if close[0] in names else {n.replace("_", ""): n for n in names}[close[0]]
+    return f" (did you mean LLMASOS_{best.upper()}?)"
+
+
+def _paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    out = []
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            out += _paths(kind, f"{prefix}{name}__")
+        else:
+            out.append(f"{prefix}{name}")
+    return out
 
 
 def dump_toml(settings: Settings) -> str:
@@ -254,9 +360,23 @@ def dump_toml(settings: Settings) -> str:
 def _toml_line(key: str, value: Any) -> str:
     if value is None:
         return f"# {key} = (unset)"
+    if key in ("secret", "operator_key"):
+        return f"# {key} = (set, not shown: LLMASOS_SERVER__{key.upper()})"
     if isinstance(value, bool):
         return f"{key} = {'true' if value else 'false'}"
     if isinstance(value, int | float):
         return f"{key} = {value}"
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'{key} = "{escaped}"'
+    return f"{key} = {_toml_value(value)}"
+
+
+def _toml_value(value: Any) -> str:
+    """A value as TOML (JSON's string escapes are TOML's), so the output loads back."""
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None) + " }"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(str(value), ensure_ascii=False)

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from pydantic import BaseModel
 
 from dialogue.types import ReplyAction, ReplyDone, ReplyEvent, ReplySentence
-from rtc.protocol import ActionMessage, ReplyMessage, StateMessage
+from rtc.protocol import ActionMessage, ReplyMessage, SpokenWord, StateMessage, WordsMessage
 from voice.audio import Resampler, float_to_s16, s16_to_float
 from voice.tts import voiced_range
 from voice.types import TTS, TTSChunk
@@ -247,12 +247,15 @@ class Turn:
             pcm = float_to_s16(resampler.process(s16_to_float(source)))
             chunk_start = self._speaker.written_samples
             chunk_offset_ms = (chunk_start - self._start_sample) * 1000.0 / OUT_RATE - lead_ms
+            spoken: list[SpokenWord] = []
             for word in chunk.words:
                 start_ms = max(0.0, chunk_offset_ms + word.start_ms - chunk.start_ms)
                 end_ms = max(start_ms, chunk_offset_ms + word.end_ms - chunk.start_ms)
-                self._words.append((_to_reply(word.char_start, offsets), start_ms))
+                start_char = _to_reply(word.char_start, offsets)
+                self._words.append((start_char, start_ms))
                 self._word_ends.append(self._start_sample + int(end_ms * OUT_RATE / 1000.0))
                 self._word_chars.append(_to_reply(word.char_end, offsets))
+                spoken.append(SpokenWord(text=word.text, start=start_char, at_ms=int(start_ms), end_ms=int(end_ms)))
             if not chunk.words:  # no timings: the chunk's text counts as heard once all of it is played
                 self._word_ends.append(chunk_start + len(pcm))
                 self._word_chars.append(_to_reply(chunk.char_end, offsets))
@@ -263,6 +266,8 @@ class Turn:
                 self.send(StateMessage(state="speaking", turn=self.number))
                 first = self._speaker.wait_played(chunk_start + 1)
                 first.add_done_callback(self._first_audio_played)
+            if spoken:  # captions: when each word is heard, ahead of playback
+                self.send(WordsMessage(turn=self.number, words=spoken))
             await self._speaker.write(pcm)
         if resampler is not None:
             tail = resampler.flush()

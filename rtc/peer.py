@@ -37,8 +37,33 @@ MAX_SDP_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
+class IceServer:
+    """A STUN server, or a TURN server with its ``username`` and ``credential`` (players behind NAT, mobile
+    networks)."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+    def browser(self) -> dict[str, object]:
+        """As a browser's RTCIceServer dictionary (what `GET /rtc/config` hands to clients)."""
+        out: dict[str, object] = {"urls": list(self.urls)}
+        if self.username is not None:
+            out["username"] = self.username
+        if self.credential is not None:
+            out["credential"] = self.credential
+        return out
+
+
+def rtc_configuration(servers: tuple[IceServer, ...]) -> RTCConfiguration:
+    return RTCConfiguration(
+        iceServers=[RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in servers]
+    )
+
+
+@dataclass(frozen=True)
 class PeerOptions:
-    ice_servers: tuple[str, ...] = ()  # e.g. ("stun:stun.example.org:3478",); empty: host candidates only
+    ice_servers: tuple[IceServer, ...] = ()  # empty: host candidates only
     allow_loopback: bool = False  # offer 127.0.0.1 host candidates (loopback-only networks, tests)
     inbound_max_frames: int = 250  # 5 s of 20 ms frames, then the oldest is dropped
     speaker_buffer_ms: int = 200
@@ -95,8 +120,7 @@ class PeerSession:
             raise SignalingError("the offer has no audio media section (m=audio)", code="bad_sdp")
         if options.allow_loopback:
             allow_loopback_candidates()
-        config = RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in options.ice_servers])
-        pc = RTCPeerConnection(configuration=config)
+        pc = RTCPeerConnection(configuration=rtc_configuration(options.ice_servers))
         session = cls(pc, options, outbound)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))

@@ -1,6 +1,6 @@
 """The data-channel protocol: JSON objects with a `type`, on a channel labelled `events`.
 
-Server to client: session, state, transcript, reply, action, interrupted, metrics, error, pong; in a room
+Server to client: session, state, transcript, reply, words, action, interrupted, metrics, error, pong; in a room
 also addressed and room (and `speaker`/`name` on transcripts, `character` on a character's messages).
 Client to server: text, interrupt, ping, focus, world (what the game knows now), action_result (how a world
 action turned out).
@@ -94,6 +94,24 @@ class ActionMessage(_Message):
     character: str | None = None  # in a room: who acts
 
 
+class SpokenWord(_Message):
+    text: str
+    start: int = Field(ge=0)  # where it starts in the reply's text (chars), as `reply.text` has it
+    at_ms: int = Field(ge=0)  # when it is heard, ms into the reply's audio (as `action.at_ms`)
+    end_ms: int = Field(ge=0)
+
+
+class WordsMessage(_Message):
+    """When each word of the reply is heard, for captions that follow the voice: sent for each stretch of speech
+    as its audio is written, before it is played (`at_ms` into the reply audio, which starts when `state` says
+    `speaking`). Words that were never played are in no `words` message after an `interrupted`."""
+
+    type: Literal["words"] = "words"
+    turn: int
+    words: list[SpokenWord]
+    character: str | None = None  # in a room: who speaks
+
+
 class InterruptedMessage(_Message):
     """The reply was cut (barge-in or `interrupt`): `heard` is what the user heard and what is remembered."""
 
@@ -177,6 +195,7 @@ ServerMessage = Annotated[
     | TranscriptMessage
     | ReplyMessage
     | ActionMessage
+    | WordsMessage
     | InterruptedMessage
     | MetricsMessage
     | AddressedMessage

@@ -17,10 +17,13 @@ of prompt tokens (``halt_batch``) while the prompt is computed, and at the next 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import logging
 import os
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -92,13 +95,33 @@ def reencode(source: Path, target: Path, quant: str, threads: int = 0) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        rc = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), ctypes.byref(params))
+        with _stderr_kept() as said:  # llama.cpp writes a line per tensor (~280): kept for the error only
+            rc = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), ctypes.byref(params))
         if rc != 0 or not tmp.is_file():
-            raise RuntimeError(f"llama.cpp could not re-encode {source.name} as {quant} (code {rc})")
+            tail = " | ".join(said[-5:])
+            raise RuntimeError(f"llama.cpp could not re-encode {source.name} as {quant} (code {rc}): {tail}")
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+@contextlib.contextmanager
+def _stderr_kept() -> Iterator[list[str]]:
+    """What native code writes to stderr (file descriptor 2) inside the block goes to a temporary file; its
+    lines are in the list yielded once the block is over."""
+    lines: list[str] = []
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines += sink.read().decode("utf-8", "replace").splitlines()
 
 
 def _llama_class() -> type[Any]:

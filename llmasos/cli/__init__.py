@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,7 +23,7 @@ from llmasos.cli import (
     voice_cmd,
 )
 from llmasos.errors import LLMasOSError
-from llmasos.settings import Settings, load_settings
+from llmasos.settings import Settings, load_settings, unknown_environment
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -70,6 +72,10 @@ _CHATTY = ("aioice", "aiortc", "faster_whisper", "sentence_transformers", "chrom
 
 def configure_logging(level: str, fmt: str = "text", *, content: bool = False) -> None:
     logs.configure(level, fmt, content=content, quiet=_CHATTY)
+    if level != "debug":  # the libraries' progress bars ("Loading weights" at every model load)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,7 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
-        configure_logging(settings.log_level, args.log_format or settings.log_format, content=settings.log_content)
+        level = settings.log_level
+        if getattr(args, "one_shot", False) and level == "info":
+            level = "warning"  # a command that prints its answer: the models' loading lines are noise
+        configure_logging(level, args.log_format or settings.log_format, content=settings.log_content)
+        for problem in unknown_environment():
+            logging.getLogger("llmasos.settings").warning(problem)
         handler: Handler = args.handler
         return handler(args, settings)
     except LLMasOSError as exc:

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from dialogue import DialogueError, scan
+from llmasos.ids import player_arg
 from llmasos.settings import Settings
 from memory import MemoryStoreError
 
@@ -19,12 +20,12 @@ def register(sub: Any) -> None:
         "chat", help="a text conversation with a character: a line in, a reply line out (works with piped input)"
     )
     chat.add_argument("--character", required=True, help="the character's id (see `llmasos characters`)")
-    chat.add_argument("--player", required=True, help="who is talking: memories are kept per player")
+    chat.add_argument("--player", required=True, type=player_arg, help="who is talking: memories are kept per player")
     chat.add_argument("--world", default="", help="what is happening in the world right now")
     chat.add_argument(
         "--show-prompt", action="store_true", help="print each reply's prompt (with recalled memories) to stderr"
     )
-    chat.set_defaults(handler=run_chat)
+    chat.set_defaults(handler=run_chat, one_shot=True)
 
 
 def run_characters(args: argparse.Namespace, settings: Settings) -> int:

@@ -9,6 +9,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, get_args
 
+from dialogue.characters import scan
+from llmasos.dialogue_factory import characters_dir
+from llmasos.errors import ConfigError
+from llmasos.ids import character_arg, player_arg
 from llmasos.settings import Settings
 from memory import ChromaMemoryStore, Embedder, Memory, MemoryKind, MemoryStoreError
 
@@ -21,30 +25,36 @@ def register(sub: Any) -> None:
     msub = p.add_subparsers(dest="memory_command", metavar="ACTION", required=True)
 
     ls = msub.add_parser("list", help="the newest memories (a player's own plus the world facts)")
-    ls.add_argument("--character", default=None, help="only this character's (default: every character)")
-    ls.add_argument("--player", default=None, help="what this player can be told (default: every player)")
+    ls.add_argument(
+        "--character", default=None, type=character_arg, help="only this character's (default: every character)"
+    )
+    ls.add_argument(
+        "--player", default=None, type=player_arg, help="what this player can be told (default: every player)"
+    )
     ls.add_argument("--limit", type=int, default=100)
-    ls.set_defaults(handler=run_list)
+    ls.set_defaults(handler=run_list, one_shot=True)
 
     se = msub.add_parser("search", help="recall as in a conversation: the best memories for a query, with scores")
     se.add_argument("query")
-    se.add_argument("--character", required=True)
-    se.add_argument("--player", required=True)
+    se.add_argument("--character", required=True, type=character_arg)
+    se.add_argument("--player", required=True, type=player_arg)
     se.add_argument("-k", type=int, default=None, help="how many (default: memory.top_k)")
-    se.set_defaults(handler=run_search)
+    se.set_defaults(handler=run_search, one_shot=True)
 
     add = msub.add_parser("add", help="store a memory (without --player: a world fact every player may hear)")
     add.add_argument("text")
-    add.add_argument("--character", required=True)
-    add.add_argument("--player", default=None)
+    add.add_argument("--character", required=True, type=character_arg)
+    add.add_argument("--player", default=None, type=player_arg)
     add.add_argument("--kind", choices=get_args(MemoryKind), default=None, help="default: fact, or world")
     add.add_argument("--importance", type=float, default=0.5)
-    add.set_defaults(handler=run_add)
+    add.set_defaults(handler=run_add, one_shot=True)
 
     fo = msub.add_parser("forget", help="delete every memory of a player")
-    fo.add_argument("--player", required=True)
-    fo.add_argument("--character", default=None, help="only this character's (default: every character)")
-    fo.set_defaults(handler=run_forget)
+    fo.add_argument("--player", required=True, type=player_arg)
+    fo.add_argument(
+        "--character", default=None, type=character_arg, help="only this character's (default: every character)"
+    )
+    fo.set_defaults(handler=run_forget, one_shot=True)
 
 
 class _LazyEmbedder:
@@ -125,6 +135,9 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_add(args: argparse.Namespace, settings: Settings) -> int:
     kind: MemoryKind = args.kind or ("world" if args.player is None else "fact")
+    known, _ = scan(characters_dir(settings))
+    if args.character not in known:  # a memory nobody could ever recall
+        raise ConfigError(f"no character {args.character!r} (known: {', '.join(known)})")
 
     async def body(store: ChromaMemoryStore) -> int:
         memory_id = await store.remember(args.character, args.player, args.text, kind=kind, importance=args.importance)

@@ -22,11 +22,11 @@ def register(sub: Any) -> None:
     t.add_argument("files", nargs="+", type=Path, metavar="FILE")
     t.add_argument("--model", choices=["tiny.en", "base"], default=None, help="default: settings asr.model")
     t.add_argument("--json", action="store_true", help="one JSON object per file: text, language, words")
-    t.set_defaults(handler=run_transcribe)
+    t.set_defaults(handler=run_transcribe, one_shot=True)
     s: argparse.ArgumentParser = sub.add_parser("say", help="speak a text into a WAV file")
     s.add_argument("text", help="what to say ('-' reads standard input)")
     s.add_argument("-o", "--output", type=Path, required=True, help="the WAV file to write")
-    s.set_defaults(handler=run_say)
+    s.set_defaults(handler=run_say, one_shot=True)
 
 
 def _error(message: str) -> None:

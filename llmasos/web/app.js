@@ -15,7 +15,7 @@ const injectMic = params.get("mic") === "inject";
 // messages ({state, turn}); `levels` the loudest remote audio (RMS) heard while each turn spoke, by turn.
 // In a room also: `heard` (every final transcript, {speaker, name, text}), `addressed` (the addressed events),
 // `room` (the last room event) and `focus` (the character this player faces).
-const seen = { states: [], transcripts: [], replies: {}, actions: [], errors: [], metrics: [], maxRemoteLevel: 0,
+const seen = { states: [], transcripts: [], replies: {}, actions: [], words: [], errors: [], metrics: [], maxRemoteLevel: 0,
                levels: {}, session: null, connected: false, heard: [], addressed: [], room: null, focus: null };
 window.llmasos = seen;
 
@@ -77,7 +77,20 @@ async function loadCharacters() {
   } catch (err) {
     showError("cannot list characters: " + err);
   }
-  if (params.get("player")) $("player").value = params.get("player");
+  const player = params.get("player") || tokenPlayer(params.get("token"));
+  if (player) $("player").value = player;
+}
+
+// The player a session token was issued to (its body is base64url JSON with `sub`): ?token= alone is enough.
+function tokenPlayer(token) {
+  if (!token) return null;
+  try {
+    const body = token.split(".")[0].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(body + "=".repeat((4 - (body.length % 4)) % 4))).sub || null;
+  } catch (err) {
+    showError("the token in the address is not a session token");
+    return null;
+  }
 }
 
 function waitIceGathering(peer) {
@@ -116,7 +129,10 @@ function onEvent(msg) {
       break;
     case "state":
       seen.states.push({ state: msg.state, turn: msg.turn ?? null, character: msg.character ?? null });
-      if (msg.state === "speaking") speakingTurn = msg.turn;
+      if (msg.state === "speaking") {
+        speakingTurn = msg.turn;
+        $("error").textContent = ""; // a turn worked: an error from before is stale
+      }
       if (msg.character) markSpeaking("c-" + msg.character, msg.state === "speaking");
       setState(msg.state);
       break;
@@ -169,11 +185,16 @@ function onEvent(msg) {
       $("actions").appendChild(li);
       break;
     }
+    case "words": // when each word is heard (captions could follow the voice with it)
+      seen.words.push(msg);
+      break;
     case "metrics": {
       seen.metrics.push(msg);
       const t = msg.timeline_ms;
       const row = document.createElement("tr");
-      const total = t.first_audio_sent ?? t.tts_first_audio;
+      // the server's part of voice-to-voice: the end of the player's speech (or typing) to the reply's first
+      // audio sent; a greeting answers nobody ("–"); what the player hears comes ~0.2-0.4 s later (network, jitter buffer)
+      const total = t.speech_end !== undefined ? (t.first_audio_sent ?? t.tts_first_audio) : undefined;
       const stages = Object.entries(t).map(([k, v]) => `${k} ${Math.round(v)}`).join(" · ");
       row.innerHTML = `<td>${msg.turn}</td><td>${total !== undefined ? Math.round(total) + " ms" : "–"}</td><td></td>`;
       row.lastChild.textContent = stages;
@@ -319,6 +340,7 @@ $("textform").onsubmit = (e) => {
   const text = $("text").value.trim();
   if (!text || channel?.readyState !== "open") return;
   channel.send(JSON.stringify({ type: "text", text }));
+  if (!seen.room) addMessage("user", text); // in a room the server shows it to everyone, this page included
   $("text").value = "";
 };
 

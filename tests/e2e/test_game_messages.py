@@ -49,3 +49,39 @@ async def test_world_facts_reach_a_spoken_turn_and_a_failed_action_is_answered(
         assert error["code"] == "bad_message"  # and the session goes on
         client.send({"type": "ping", "id": 7})
         await client.wait_for("pong", id=7, timeout_s=30)
+
+
+async def test_a_session_closed_over_http_can_be_resumed_once_with_its_history_and_no_greeting(
+    scripted_server: Any, scripted_llm: Any
+) -> None:
+    import httpx
+
+    url = scripted_server.url
+    async with await VoiceClient.connect(url, character="blacksmith", player="e2e-resume") as first:
+        await first.wait_for("state", state="listening", turn=1, timeout_s=120)  # greeted
+        first.send_text("Could you hand me the hammer?")
+        await first.wait_for("state", state="listening", turn=2, timeout_s=120)
+        async with httpx.AsyncClient() as http:
+            closed = await http.delete(f"{url}/sessions/{first.session}")
+            assert closed.status_code == 200 and closed.json() == {"session": first.session, "status": "closed"}
+            assert (await http.delete(f"{url}/sessions/{first.session}")).json()["error"]["code"] == "unknown_session"
+
+    async with await VoiceClient.connect(
+        url, character="blacksmith", player="e2e-resume", resume=first.session
+    ) as again:
+        assert again.resumed
+        await again.wait_for("state", state="listening", timeout_s=60)
+        asked = len(scripted_llm.requests)
+        again.send_text("What did I ask you for?")
+        _, reply = await again.wait_for("reply", final=True, timeout_s=120)
+        assert reply["turn"] == 1  # no second greeting: the first turn is the answer
+        history = [m["content"] for m in scripted_llm.requests[asked]["messages"]]
+        assert any("hand me the hammer" in text for text in history)  # the conversation went on
+        assert any("Mind, it is heavy." in text for text in history)
+
+    from llmasos.client import ClientError
+
+    for player, session in (("e2e-resume", first.session), ("someone-else", again.session)):  # once, by its player
+        with pytest.raises(ClientError) as refused:
+            await VoiceClient.connect(url, character="blacksmith", player=player, resume=session, timeout_s=10)
+        assert (refused.value.status, refused.value.code) == (404, "unknown_session")

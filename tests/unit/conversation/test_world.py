@@ -108,3 +108,20 @@ def test_world_and_action_result_messages_are_bounded_and_checked(raw: str, prob
     with pytest.raises(ProtocolError) as info:
         parse_client_message(raw)
     assert info.value.code == "invalid_field" and f"{problem}:" in info.value.message
+
+
+async def test_word_timings_follow_the_voice_for_captions() -> None:
+    conversation, t, *_ = make_conversation("Aye, a fine blade. It costs ten gold.")
+    task = await start(conversation)
+    t.inbox.put_nowait(TextMessage(type="text", text="How much?"))
+    reply = await play_until_final(t)
+    words = [w for m in t.of("words") for w in m["words"]]
+    assert all(m["turn"] == 1 for m in t.of("words"))
+    assert [w["text"] for w in words] == reply["text"].split()
+    assert [reply["text"][w["start"] :].startswith(w["text"]) for w in words] == [True] * len(words)
+    starts = [w["at_ms"] for w in words]
+    assert starts == sorted(starts) and all(w["end_ms"] >= w["at_ms"] for w in words)
+    speaking = next(i for i, m in enumerate(t.sent) if m["type"] == "state" and m["state"] == "speaking")
+    assert min(i for i, m in enumerate(t.sent) if m["type"] == "words") > speaking
+    t.closed.set()
+    await task

@@ -56,3 +56,18 @@ def test_api_matches_its_spec(case: schemathesis.Case) -> None:
     if response.status_code >= 400:
         assert set(body) == {"error"} and {"code", "message"} <= set(body["error"])
     case.validate_response(response)
+
+
+def test_no_page_of_the_server_loads_anything_from_elsewhere(tmp_path: Path) -> None:
+    import re
+
+    from fastapi.testclient import TestClient
+
+    with TestClient(_app(tmp_path)) as client:
+        assert client.get("/docs").status_code == 404  # Swagger UI would load from a CDN: off
+        assert client.get("/openapi.json").status_code == 200
+        for path in ("/", "/static/app.js", "/static/app.css"):
+            text = client.get(path).text
+            assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//|url\(\s*["']?(?:https?:)?//""", text), path
+            assert not re.search(r"""(?:import|fetch)\s*\(?\s*["'](?:https?:)?//""", text), path
+        assert 'rel="icon"' in client.get("/").text  # no favicon request to 404

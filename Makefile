@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Debian packages the test suite needs: headless Chromium for the browser client's end-to-end test.
-APT_TEST_PACKAGES ?= chromium
+# Debian packages the test suite needs: headless Chromium for the browser client's end-to-end test, and Node.js
+# to run the JavaScript client module against the schemas.
+APT_TEST_PACKAGES ?= chromium nodejs
 
 .PHONY: run test install lint unit integration apt-test clean-venv llama-cpp
 

@@ -103,8 +103,8 @@ class SpokenWord(_Message):
 
 class WordsMessage(_Message):
     """When each word of the reply is heard, for captions that follow the voice: sent for each stretch of speech
-    as its audio is written, before it is played (`at_ms` into the reply audio, which starts when `state` says
-    `speaking`). Words that were never played are in no `words` message after an `interrupted`."""
+    as its audio is written, up to ~0.2 s before it is played (`at_ms` into the reply audio, which starts when
+    `state` says `speaking`). After an `interrupted`, its `heard` says which of them were heard."""
 
     type: Literal["words"] = "words"
     turn: int

@@ -1,3 +1,5 @@
+import { connect as openSession, messages, tokenPlayer } from "/static/client.js";
+
 // LLMasOS browser client: one WebRTC peer (mic up, character's voice down) and the `events` data channel.
 // No build step. Query parameters: ?aec=0 turns off echo cancellation, noise suppression and gain control
 // (automated tests with a fake microphone), ?character=ID or ?room=ID and ?player=ID preselect (in a room the
@@ -77,33 +79,18 @@ async function loadCharacters() {
   } catch (err) {
     showError("cannot list characters: " + err);
   }
-  const player = params.get("player") || tokenPlayer(params.get("token"));
+  const player = params.get("player") || playerOfToken(params.get("token"));
   if (player) $("player").value = player;
 }
 
-// The player a session token was issued to (its body is base64url JSON with `sub`): ?token= alone is enough.
-function tokenPlayer(token) {
-  if (!token) return null;
+// The player a session token was issued to: ?token= alone is enough.
+function playerOfToken(token) {
   try {
-    const body = token.split(".")[0].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(body + "=".repeat((4 - (body.length % 4)) % 4))).sub || null;
+    return tokenPlayer(token);
   } catch (err) {
     showError("the token in the address is not a session token");
     return null;
   }
-}
-
-function waitIceGathering(peer) {
-  if (peer.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const check = () => {
-      if (peer.iceGatheringState === "complete") {
-        peer.removeEventListener("icegatheringstatechange", check);
-        resolve();
-      }
-    };
-    peer.addEventListener("icegatheringstatechange", check);
-  });
 }
 
 function watchRemoteLevel(stream) {
@@ -234,7 +221,7 @@ function showRoom(msg) {
 function setFocus(character) {
   if (channel?.readyState !== "open") return;
   seen.focus = character;
-  channel.send(JSON.stringify({ type: "focus", character }));
+  channel.send(JSON.stringify(messages.focus(character)));
   for (const li of document.querySelectorAll("#people .character")) {
     li.classList.toggle("focused", li.id === "c-" + character);
   }
@@ -254,38 +241,31 @@ async function connect() {
     mic = await navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: useAec, noiseSuppression: useAec, autoGainControl: useAec, channelCount: 1 },
     });
-    const config = await (await fetch("/rtc/config")).json();
-    pc = new RTCPeerConnection({ iceServers: config.iceServers || [] });
     const sent = injectMic ? mixedMic(mic) : mic;
-    for (const track of sent.getAudioTracks()) pc.addTrack(track, sent);
-    channel = pc.createDataChannel("events");
-    channel.onmessage = (e) => onEvent(JSON.parse(e.data));
-    channel.onopen = () => { $("text").disabled = false; $("send").disabled = false; };
-    pc.ontrack = (e) => {
-      const stream = e.streams[0] || new MediaStream([e.track]);
-      $("remote").srcObject = stream;
-      $("remote").play().catch(() => {});
-      watchRemoteLevel(stream);
-    };
-    pc.onconnectionstatechange = () => {
-      seen.connected = pc.connectionState === "connected";
-      if (["failed", "closed", "disconnected"].includes(pc.connectionState)) setState("idle");
-    };
-    await pc.setLocalDescription(await pc.createOffer());
-    await waitIceGathering(pc);
     me = $("player").value || "guest";
     const target = select.value.startsWith("room:")
       ? { room: select.value.slice(5), name: me }
       : { character: select.value };
-    const res = await fetch("/rtc/offer", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer", ...target, player: me,
-                             token: params.get("token") || undefined }),
+    const session = await openSession({
+      stream: sent,
+      player: me,
+      token: params.get("token") || undefined,
+      ...target,
+      onMessage: onEvent,
+      onOpen: () => { $("text").disabled = false; $("send").disabled = false; },
+      onTrack: (e) => {
+        const stream = e.streams[0] || new MediaStream([e.track]);
+        $("remote").srcObject = stream;
+        $("remote").play().catch(() => {});
+        watchRemoteLevel(stream);
+      },
     });
-    const body = await res.json();
-    if (!res.ok) throw new Error(body.error ? `${body.error.code}: ${body.error.message}` : res.statusText);
-    await pc.setRemoteDescription(body);
+    pc = session.pc;
+    channel = session.channel;
+    pc.onconnectionstatechange = () => {
+      seen.connected = pc.connectionState === "connected";
+      if (["failed", "closed", "disconnected"].includes(pc.connectionState)) setState("idle");
+    };
     $("hangup").disabled = false;
     $("interrupt").disabled = false;
   } catch (err) {
@@ -334,12 +314,12 @@ function hangup() {
 
 $("connect").onclick = connect;
 $("hangup").onclick = hangup;
-$("interrupt").onclick = () => channel?.readyState === "open" && channel.send(JSON.stringify({ type: "interrupt" }));
+$("interrupt").onclick = () => channel?.readyState === "open" && channel.send(JSON.stringify(messages.interrupt()));
 $("textform").onsubmit = (e) => {
   e.preventDefault();
   const text = $("text").value.trim();
   if (!text || channel?.readyState !== "open") return;
-  channel.send(JSON.stringify({ type: "text", text }));
+  channel.send(JSON.stringify(messages.text(text)));
   if (!seen.room) addMessage("user", text); // in a room the server shows it to everyone, this page included
   $("text").value = "";
 };

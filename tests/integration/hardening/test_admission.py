@@ -56,6 +56,7 @@ class SessionEngine:
         observer: Observer | None = None,
         *,
         greet: bool = True,
+        manager: DialogueManager | None = None,
     ) -> Conversation:
         self.transports.append(transport)
         if self.broken:

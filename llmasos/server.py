@@ -134,7 +134,8 @@ def create_app(
             progress("WARNING: no authentication on a non-loopback address (server.auth = off)")
         try:
             state.engine = await asyncio.to_thread(loader, settings, progress)
-            progress(f"ready: open http://{settings.server.host}:{settings.server.port}/ in a browser")
+            scheme = "https" if settings.server.tls_cert else "http"
+            progress(f"ready: open {scheme}://{settings.server.host}:{settings.server.port}/ in a browser")
         except Exception as exc:  # shown by /healthz and the log; the server stays up to say so
             state.loading_error = str(exc)
             log.exception("loading failed")

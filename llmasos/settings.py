@@ -80,6 +80,16 @@ class ServerSettings(_Section):
     operator_key: str | None = Field(None, min_length=16)
     # browser origins allowed to open sessions, e.g. ["https://world.example"]; the server's own is always allowed
     allowed_origins: tuple[str, ...] = ()
+    # HTTPS: a certificate (PEM, the chain) and its private key. Browsers (headsets' included) allow the microphone
+    # only in a secure context: off localhost, serve HTTPS here or behind a TLS reverse proxy (docs/deploy.md)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both (HTTPS) or neither")
+        return self
 
 
 class LimitSettings(_Section):

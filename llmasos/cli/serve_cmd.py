@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from llmasos.errors import ConfigError
 from llmasos.settings import Settings, load_settings
 
 
@@ -42,13 +43,29 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if overrides:
         settings = load_settings(args.config, server=overrides)
     verify_for_serving(settings)  # a corrupt or missing model refuses the start, before anything listens
+    options = uvicorn_options(settings)
     app = create_app(settings)
-    print(f"llmasos: serving on http://{settings.server.host}:{settings.server.port}/ (loading models ...)", flush=True)
-    uvicorn.run(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        log_level="warning" if settings.log_level != "debug" else "debug",
-        timeout_graceful_shutdown=5,
+    scheme = "https" if "ssl_certfile" in options else "http"
+    print(
+        f"llmasos: serving on {scheme}://{settings.server.host}:{settings.server.port}/ (loading models ...)",
+        flush=True,
     )
+    uvicorn.run(app, **options)
     return 0
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How `serve` runs uvicorn: address, log level, graceful shutdown, and HTTPS when a certificate is set."""
+    server = settings.server
+    options: dict[str, Any] = {
+        "host": server.host,
+        "port": server.port,
+        "log_level": "warning" if settings.log_level != "debug" else "debug",
+        "timeout_graceful_shutdown": 5,
+    }
+    if server.tls_cert is not None and server.tls_key is not None:
+        for what, path in (("tls_cert", server.tls_cert), ("tls_key", server.tls_key)):
+            if not path.is_file():
+                raise ConfigError(f"server.{what} {path} does not exist")
+        options.update(ssl_certfile=str(server.tls_cert), ssl_keyfile=str(server.tls_key))
+    return options

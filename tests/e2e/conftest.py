@@ -66,8 +66,9 @@ def scripted_llm() -> Iterator[ScriptedLLM]:
                 "taught my father, and my father taught me, and one day I shall teach my daughter Elsa. "
                 "[nod] And that is why the fire in this forge has never once gone out."
             ),
-            "hammer": "Here you are. [give_item item=hammer target=player] Mind, it is heavy.",
+            # first: the words of a failed action come with memories of the question that asked for the hammer
             "did not work": "Ah, your hands are full. I will keep it here for you.",
+            "hammer": "Here you are. [give_item item=hammer target=player] Mind, it is heavy.",
         }
     )
 

@@ -226,17 +226,23 @@ def create_app(
             ]
         }
 
+    def own_token(request: Request, player: str, mismatch: str) -> JSONResponse | None:
+        """When auth is on, the request must carry ``player``'s own token (`Authorization: Bearer`)."""
+        if not secret:
+            return None
+        header = request.headers.get("authorization", "")
+        try:
+            claims = verify(secret, header[7:] if header.lower().startswith("bearer ") else "")
+        except AuthError as exc:
+            return error(exc.status, exc.code, exc.message)
+        return error(403, "player_mismatch", mismatch) if claims.player != player else None
+
     @app.delete("/players/{player}/memories", responses=_ERRORS)
     async def forget(request: Request, player: str = PathParam(pattern=_ID.pattern)) -> JSONResponse:
         """Delete everything remembered of a player, with every character (their token, when auth is on)."""
-        if secret:
-            header = request.headers.get("authorization", "")
-            try:
-                claims = verify(secret, header[7:] if header.lower().startswith("bearer ") else "")
-            except AuthError as exc:
-                return error(exc.status, exc.code, exc.message)
-            if claims.player != player:
-                return error(403, "player_mismatch", "a player can only forget their own memories")
+        refused = own_token(request, player, "a player can only forget their own memories")
+        if refused is not None:
+            return refused
         engine = state.engine
         if engine is None:
             return error(503, "loading", "the models are still loading; try again shortly", {"Retry-After": "5"})
@@ -256,14 +262,9 @@ def create_app(
         session = state.sessions.get(session_id)
         if session is None:
             return error(404, "unknown_session", f"no session {session_id} is open")
-        if secret:
-            header = request.headers.get("authorization", "")
-            try:
-                claims = verify(secret, header[7:] if header.lower().startswith("bearer ") else "")
-            except AuthError as exc:
-                return error(exc.status, exc.code, exc.message)
-            if claims.player != session.player:
-                return error(403, "player_mismatch", "a player can only close their own sessions")
+        refused = own_token(request, session.player, "a player can only close their own sessions")
+        if refused is not None:
+            return refused
         await session.peer.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(session.task), 10.0)

@@ -326,3 +326,20 @@ if TYPE_CHECKING:  # checked by mypy: each fake implements the whole protocol it
     _listener: type[ListenStage] = ScriptedListener
     _transport: type[Transport] = FakeTransport
     _observer: type[Observer] = RecordingObserver
+
+
+class LoadedEngine:
+    """What the HTTP server needs of a loaded engine, no models: for tests of the HTTP edge (``characters`` by
+    id; the values are not looked into)."""
+
+    rooms: dict[str, Any] = {}
+    reflector = None
+
+    def __init__(self, *characters: str) -> None:
+        self.characters: dict[str, Any] = dict.fromkeys(characters, object())
+
+    def health(self) -> dict[str, Any]:
+        return {"backend": "fake", "state": "in_process"}
+
+    async def aclose(self) -> None:
+        pass

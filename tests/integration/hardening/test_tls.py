@@ -8,11 +8,11 @@ import datetime
 import socket
 import ssl
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from fakes import LoadedEngine
 
 from llmasos.cli.serve_cmd import uvicorn_options
 from llmasos.errors import ConfigError
@@ -50,18 +50,6 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-class _Engine:
-    characters: dict[str, Any] = {}
-    rooms: dict[str, Any] = {}
-    reflector = None
-
-    def health(self) -> dict[str, Any]:
-        return {"backend": "fake", "state": "in_process"}
-
-    async def aclose(self) -> None:
-        pass
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -75,7 +63,7 @@ async def test_the_server_answers_over_https_with_the_configured_certificate(tmp
         None, data_dir=str(tmp_path), server={"port": port, "tls_cert": str(cert), "tls_key": str(key)}
     )
     options = uvicorn_options(settings)
-    app = create_app(settings, loader=lambda s, p: _Engine())  # type: ignore[arg-type,return-value]
+    app = create_app(settings, loader=lambda s, p: LoadedEngine())  # type: ignore[arg-type,return-value]
     server = uvicorn.Server(uvicorn.Config(app, **{**options, "log_level": "warning"}))
     sock = socket.create_server(("127.0.0.1", port))  # listening now: connections wait in its backlog
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -15,15 +15,7 @@ from llmasos.server import ice_servers
 from llmasos.settings import dump_toml, load_settings, unknown_environment
 from rtc.peer import rtc_configuration
 
-pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for key in list(os.environ):
-        if key.startswith("LLMASOS_"):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_env")]
 
 
 def test_an_environment_variable_that_sets_nothing_is_reported_with_a_hint() -> None:

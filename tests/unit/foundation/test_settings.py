@@ -8,17 +8,7 @@ import pytest
 from llmasos.errors import ConfigError
 from llmasos.settings import load_settings
 
-pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("LLMASOS_"):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_env")]
 
 
 def test_defaults() -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import LoadedEngine
 from fastapi.testclient import TestClient
 
 from llmasos.auth import load_secret, verify
@@ -17,27 +18,15 @@ pytestmark = pytest.mark.unit
 KEY = "operator-key-0123456789"
 
 
-class _Engine:
-    characters: dict[str, Any] = {"blacksmith": object(), "innkeeper": object()}
-    rooms: dict[str, Any] = {}
-    reflector = None
-
-    def health(self) -> dict[str, Any]:
-        return {"backend": "fake", "state": "in_process"}
-
-    async def aclose(self) -> None:
-        pass
-
-
 def _client(tmp: Path, **server: Any) -> TestClient:
     settings = load_settings(None, data_dir=str(tmp), server=server)
-    app = create_app(settings, loader=lambda s, p: _Engine())  # type: ignore[arg-type,return-value]
+    app = create_app(settings, loader=lambda s, p: LoadedEngine("blacksmith", "innkeeper"))  # type: ignore[arg-type,return-value]
     return TestClient(app)
 
 
 def test_the_operator_key_mints_a_token_the_server_accepts(tmp_path: Path) -> None:
     with _client(tmp_path, operator_key=KEY) as http:
-        http.app.state.llmasos.engine = _Engine()  # type: ignore[attr-defined]
+        http.app.state.llmasos.engine = LoadedEngine("blacksmith", "innkeeper")  # type: ignore[attr-defined]
         body = {"player": "ann.smith", "characters": ["blacksmith"], "ttl_s": 600}
         answer = http.post("/tokens", json=body, headers={"Authorization": f"Bearer {KEY}"})
         assert answer.status_code == 200, answer.text
@@ -77,7 +66,7 @@ def test_bad_requests_get_clear_errors(
     tmp_path: Path, headers: dict[str, str], body: dict[str, Any], status: int, code: str
 ) -> None:
     with _client(tmp_path, operator_key=KEY) as http:
-        http.app.state.llmasos.engine = _Engine()  # type: ignore[attr-defined]
+        http.app.state.llmasos.engine = LoadedEngine("blacksmith", "innkeeper")  # type: ignore[attr-defined]
         answer = http.post("/tokens", json=body, headers=headers)
         assert (answer.status_code, answer.json()["error"]["code"]) == (status, code)
 

@@ -29,5 +29,10 @@ class Ask:
     def memory_lines(self, character_name: str, heard: str) -> list[str]:
         """What this exchange leaves in memory: what was said (by name, in a room) or what happened, and what
         was heard of the answer."""
-        said = f"What happened: {self.text}" if self.event else f"{self.name or 'The player'} said: {self.text}"
-        return [said, f"{character_name} said: {heard.strip()}"] if heard.strip() else [said]
+        said = f"What happened: {self.text}" if self.event else said_line(self.name or "The player", self.text)
+        return [said, said_line(character_name, heard)] if heard.strip() else [said]
+
+
+def said_line(speaker: str, text: str) -> str:
+    """A line of memory: who said what ("Ann said: ...")."""
+    return f"{speaker} said: {text.strip()}"

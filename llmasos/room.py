@@ -45,7 +45,7 @@ from llmasos.participant import (
 )
 from llmasos.seat import Seat
 from llmasos.services import ConversationOptions, Services
-from llmasos.turn import Speaker, Timeline, Turn, TurnNumbers
+from llmasos.turn import Speaker, Timeline, TurnNumbers
 from llmasos.wire import Wire
 from rtc.mixer import RoomMixer
 from rtc.protocol import ErrorMessage, StateMessage
@@ -316,8 +316,7 @@ class Room:
             seat.note(f"({event.action}{who}: done)")
         else:
             reason = event.reason or "no reason given"
-            text = f"({event.action}{who} did not work: {reason})"
-            seat.world_event(Ask(p.id, text, p.name if self.stamped else None, self.worlds.get(p.id, ""), event=True))
+            seat.world_event(self._ask(p, f"({event.action}{who} did not work: {reason})", event=True))
 
     def _not_heard(self, p: Participant, event: NotHeard) -> None:
         """The ASR failed on an utterance: say so; a failed final means that utterance goes unanswered."""
@@ -368,7 +367,7 @@ class Room:
                 self._apply(decision)
         self._sync_activity()
 
-    def _seat_ended(self, seat: Seat, turn: Turn, player: str | None, ask: Ask | None, heard: str) -> None:
+    def _seat_ended(self, seat: Seat, player: str | None, ask: Ask | None, heard: str) -> None:
         """``seat``'s reply is over (however it ended): the others heard what was heard of it; when it answered
         ``player``, their next words may follow up on it."""
         if ask is not None:
@@ -379,9 +378,10 @@ class Room:
 
     # ---- helpers -------------------------------------------------------------------------------------------
 
-    def _ask(self, p: Participant, text: str) -> Ask:
-        """``p``'s words for a character: in a room, with their name (its model reads "Ann: ...")."""
-        return Ask(p.id, text, p.name if self.stamped else None, self.worlds.get(p.id, ""))
+    def _ask(self, p: Participant, text: str, *, event: bool = False) -> Ask:
+        """``p``'s words for a character (or, ``event``, what happened in their world): in a room, with their name
+        (its model reads "Ann: ..."), and with what their game says is so."""
+        return Ask(p.id, text, p.name if self.stamped else None, self.worlds.get(p.id, ""), event)
 
     def _overheard(self, p: Participant, text: str, addressee: Seat | None) -> None:
         """Every character but the one ``p`` spoke to heard ``text`` (remembered under ``p``)."""

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from dialogue.manager import DialogueManager
 from dialogue.types import Character, ReplyEvent
 from llmasos.activity import Activity, Yielded
-from llmasos.ask import Ask
+from llmasos.ask import Ask, said_line
 from llmasos.recollection import Recollection
 from llmasos.reply import reply_events
 from llmasos.services import ConversationOptions, Services
@@ -55,9 +55,9 @@ class _Held:
         return self.ask.text
 
 
-# ``on_ended(seat, turn, player, ask, heard)``: a reply reached the room and is over; ``player`` is whom it
-# answered or greeted, ``ask`` the words it answered (None for a greeting), ``heard`` what was heard of it
-Ended = Callable[["Seat", Turn, str | None, Ask | None, str], None]
+# ``on_ended(seat, player, ask, heard)``: a reply reached the room and is over; ``player`` is whom it answered or
+# greeted, ``ask`` the words it answered (None for a greeting), ``heard`` what was heard of it
+Ended = Callable[["Seat", str | None, Ask | None, str], None]
 
 
 class Seat:
@@ -139,7 +139,7 @@ class Seat:
             # the player went on before the reply started: answer everything they said, once
             ask = current.then(ask.text)
             self._merged.add(turn.number)
-        self._start(ask, lambda t: self._reply(ask, timeline, t), timeline)
+        self._start_reply(ask, timeline)
 
     def preempt(self, ask: Ask, utterance: int, speech_end: float) -> None:
         """Start the reply to a tentative transcript, held until the utterance ends on the same words."""
@@ -148,7 +148,7 @@ class Seat:
         timeline = Timeline()
         timeline.mark("speech_end", speech_end)
         timeline.mark("asr_final")
-        self._start(ask, lambda t: self._reply(ask, timeline, t), timeline, held=True)
+        self._start_reply(ask, timeline, held=True)
         assert self.turn is not None and self._task is not None
         self.held = _Held(ask, utterance, self.turn, self._task)
 
@@ -196,7 +196,7 @@ class Seat:
         if carried is not None:
             timeline = Timeline()
             timeline.mark("speech_end")
-            self._start(carried, lambda t: self._reply(carried, timeline, t), timeline)
+            self._start_reply(carried, timeline)
 
     def world_event(self, ask: Ask) -> None:
         """Something happened in the world that the character answers (``ask.event``): now, or once the reply
@@ -221,7 +221,7 @@ class Seat:
         else:
             self._overheard.append((speaker, text))
         if player is not None:
-            self._memory.write(player, [f"{speaker} said: {text.strip()}"])
+            self._memory.write(player, [said_line(speaker, text)])
 
     def interrupt(self) -> None:
         if self._task is not None and not self._task.done():
@@ -275,6 +275,10 @@ class Seat:
         self._task = asyncio.create_task(self._run(turn, player, ask, previous), name=f"turn-{turn.number}")
         self._task.add_done_callback(lambda _: self._finish_unstarted(turn, player, ask))
         self._on_change()
+
+    def _start_reply(self, ask: Ask, timeline: Timeline, *, held: bool = False) -> None:
+        """A turn whose reply is the model's answer to ``ask``."""
+        self._start(ask, lambda t: self._reply(ask, timeline, t), timeline, held=held)
 
     def _finish_unstarted(self, turn: Turn, player: str | None, ask: Ask | None) -> None:
         """A turn cancelled before its task ran (a reply dropped at once) never reached its own cleanup."""
@@ -373,7 +377,7 @@ class Seat:
                 self.warm()
         self._on_change()
         if self._on_ended is not None and not carried:
-            self._on_ended(self, turn, player, ask, heard if turn.speaking else "")
+            self._on_ended(self, player, ask, heard if turn.speaking else "")
 
     def _quiet(self) -> None:
         """No turn any more: what was overheard meanwhile goes into the history now, after the reply; what
@@ -391,7 +395,7 @@ class Seat:
         events, self._events = self._events, []
         ask = replace(events[-1], text=" ".join(e.text for e in events))
         timeline = Timeline()
-        self._start(ask, lambda t: self._reply(ask, timeline, t), timeline)
+        self._start_reply(ask, timeline)
 
     def _reply(self, ask: Ask, timeline: Timeline, turn: Turn) -> AsyncIterator[ReplyEvent]:
         return reply_events(

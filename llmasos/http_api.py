@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from fastapi.responses import JSONResponse
@@ -10,16 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmasos.ids import CHARACTER_ID, PLAYER_ID
 
-_ID = re.compile(PLAYER_ID)
-_NAME = re.compile(CHARACTER_ID)
-
 
 class _Offer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sdp: str = Field(max_length=1024 * 1024)  # the configured limit (limits.max_sdp_bytes) is checked after
     type: Literal["offer"]
-    player: str = Field(pattern=_ID.pattern)
+    player: str = Field(pattern=PLAYER_ID)
     token: str | None = Field(None, max_length=4096)  # or `Authorization: Bearer ...`
     greet: bool = True  # false: the character does not greet (a client that reconnects, a scene already under way)
 
@@ -28,14 +24,14 @@ class CharacterOffer(_Offer):
     """A 1:1 session with one character; ``resume``: a session of this player with this character that ended
     within ``limits.resume_window_s``, whose conversation goes on (its history; no second greeting)."""
 
-    character: str = Field(pattern=_NAME.pattern)
+    character: str = Field(pattern=CHARACTER_ID)
     resume: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
 
 
 class RoomOffer(_Offer):
     """A place in a room, as ``name`` (the player id when it is not given)."""
 
-    room: str = Field(pattern=_NAME.pattern)
+    room: str = Field(pattern=CHARACTER_ID)
     name: str | None = Field(None, min_length=1, max_length=40)
 
 
@@ -47,8 +43,8 @@ class TokenRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    player: str = Field(pattern=_ID.pattern)
-    characters: list[Annotated[str, Field(pattern=rf"{_NAME.pattern}|^\*$")]] = Field(min_length=1, max_length=64)
+    player: str = Field(pattern=PLAYER_ID)
+    characters: list[Annotated[str, Field(pattern=rf"{CHARACTER_ID}|^\*$")]] = Field(min_length=1, max_length=64)
     ttl_s: int = Field(3600, ge=1, le=7 * 86400)
 
 

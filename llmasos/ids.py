@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Iterable
 
 PLAYER_ID = r"^[A-Za-z0-9_.\-]{1,64}$"
 CHARACTER_ID = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
@@ -45,3 +46,13 @@ def character_arg(value: str) -> str:
         return character_id(value)
     except IdError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def unknown_characters(wanted: Iterable[str], known: Iterable[str], *, any_ok: bool = False) -> str | None:
+    """None when every id in ``wanted`` names a known character (or is ``*``, for any, when ``any_ok``); else
+    what to tell the user: which are unknown, and which are known."""
+    known = list(known)
+    unknown = [c for c in wanted if c not in known and not (any_ok and c == "*")]
+    if not unknown:
+        return None
+    return f"no character {', '.join(map(repr, unknown))} (known: {', '.join(known)}{'; * for any' if any_ok else ''})"

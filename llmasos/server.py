@@ -23,7 +23,6 @@ import contextlib
 import hmac
 import ipaddress
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -56,7 +55,7 @@ from llmasos.http_api import (
     TokenRequest,
     error,
 )
-from llmasos.ids import PLAYER_ID
+from llmasos.ids import PLAYER_ID, unknown_characters
 from llmasos.metrics import Metrics
 from llmasos.room import Room
 from llmasos.settings import Settings
@@ -67,7 +66,6 @@ from rtc.protocol import ErrorMessage, SessionMessage
 log = logging.getLogger(__name__)
 
 WEB = Path(__file__).parent / "web"
-_ID = re.compile(PLAYER_ID)
 
 
 @dataclass
@@ -84,8 +82,7 @@ class _Ended:
     """A 1:1 session that ended: a new offer may resume its conversation within ``limits.resume_window_s``."""
 
     player: str
-    character: str
-    manager: DialogueManager
+    manager: DialogueManager  # its character is the session's
     at: float
 
 
@@ -230,15 +227,14 @@ def create_app(
         """When auth is on, the request must carry ``player``'s own token (`Authorization: Bearer`)."""
         if not secret:
             return None
-        header = request.headers.get("authorization", "")
         try:
-            claims = verify(secret, header[7:] if header.lower().startswith("bearer ") else "")
+            claims = verify(secret, _bearer(request) or "")
         except AuthError as exc:
             return error(exc.status, exc.code, exc.message)
         return error(403, "player_mismatch", mismatch) if claims.player != player else None
 
     @app.delete("/players/{player}/memories", responses=_ERRORS)
-    async def forget(request: Request, player: str = PathParam(pattern=_ID.pattern)) -> JSONResponse:
+    async def forget(request: Request, player: str = PathParam(pattern=PLAYER_ID)) -> JSONResponse:
         """Delete everything remembered of a player, with every character (their token, when auth is on)."""
         refused = own_token(request, player, "a player can only forget their own memories")
         if refused is not None:
@@ -277,18 +273,15 @@ def create_app(
         key = settings.server.operator_key
         if not key:
             return error(404, "tokens_disabled", "minting tokens over HTTP is off: set server.operator_key")
-        header = request.headers.get("authorization", "")
-        given = header[7:] if header.lower().startswith("bearer ") else ""
-        if not hmac.compare_digest(given.encode(), key.encode()):
+        if not hmac.compare_digest((_bearer(request) or "").encode(), key.encode()):
             state.metrics.error("invalid_operator_key")
             return error(401, "invalid_operator_key", "this needs the operator key (Authorization: Bearer ...)")
         engine = state.engine
         if engine is None:
             return error(503, "loading", "the models are still loading; try again shortly", {"Retry-After": "5"})
-        unknown = [c for c in body.characters if c != "*" and c not in engine.characters]
+        unknown = unknown_characters(body.characters, engine.characters, any_ok=True)
         if unknown:
-            known = ", ".join(engine.characters)
-            return error(404, "unknown_character", f"no character {', '.join(unknown)} (known: {known}; * for any)")
+            return error(404, "unknown_character", unknown)
         signing = secret or load_secret(settings.server.secret, settings.data_dir)
         token = sign(signing, body.player, tuple(body.characters), body.ttl_s)
         log.info("token minted", extra={"player": body.player, "ttl_s": body.ttl_s})
@@ -309,8 +302,8 @@ def create_app(
             state.metrics.error("bad_origin")
             return error(403, "bad_origin", f"origin {origin!r} may not open sessions on this server")
         if secret:
-            header = request.headers.get("authorization", "")
-            token = header[7:] if header.lower().startswith("bearer ") else body.token
+            bearer = _bearer(request)
+            token = bearer if bearer is not None else body.token
             try:
                 targets = [body.character] if isinstance(body, CharacterOffer) else _room_characters(state, body.room)
                 for target in targets:
@@ -342,8 +335,7 @@ def create_app(
             return await admit_to_room(engine, body)
         character = engine.character(body.character)
         if character is None:
-            known = ", ".join(engine.characters)
-            return error(404, "unknown_character", f"no character {body.character!r} (known: {known})")
+            return error(404, "unknown_character", unknown_characters([body.character], engine.characters) or "")
         resumed = None
         if body.resume is not None:
             resumed = _resumable(state, body.resume, body.player, character.id)
@@ -445,6 +437,12 @@ def create_app(
     return app
 
 
+def _bearer(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer ...`` header, or None when there is none."""
+    header = request.headers.get("authorization", "")
+    return header[7:] if header.lower().startswith("bearer ") else None
+
+
 def ice_servers(settings: Settings) -> tuple[IceServer, ...]:
     """The configured ICE servers, for aiortc and for clients (`GET /rtc/config`)."""
     return tuple(
@@ -460,7 +458,7 @@ def _resumable(state: ServerState, session_id: str, player: str, character: str)
     for old in [k for k, e in state.ended.items() if now - e.at > window]:
         del state.ended[old]
     ended = state.ended.get(session_id)
-    if ended is None or (ended.player, ended.character) != (player, character):
+    if ended is None or (ended.player, ended.manager.character.id) != (player, character):
         return None
     del state.ended[session_id]  # once
     return ended.manager
@@ -523,7 +521,7 @@ async def _run(
             state.metrics.sessions.dec()
             if gone.conversation is not None:  # resumable for a while (``resume`` in a new offer)
                 manager = gone.conversation.manager
-                state.ended[session_id] = _Ended(gone.player, manager.character.id, manager, time.monotonic())
+                state.ended[session_id] = _Ended(gone.player, manager, time.monotonic())
                 while len(state.ended) > 1000:
                     del state.ended[next(iter(state.ended))]
         log.info("session ended", extra={"session": session_id})

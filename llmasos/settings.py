@@ -302,53 +302,35 @@ def _rebase(data: dict[str, Any], model: type[BaseModel], base: Path) -> dict[st
 def unknown_environment(environ: Mapping[str, str] | None = None) -> list[str]:
     """``LLMASOS_*`` variables that set nothing (a typo would otherwise be ignored), each with a hint."""
     environ = os.environ if environ is None else environ
+    names = _paths(Settings)
     problems = []
     for name in sorted(environ):
-        if not name.startswith("LLMASOS_") or name == "LLMASOS_CONFIG":
-            continue
-        if _setting(name[len("LLMASOS_") :].lower()):
-            continue
-        hint = _nearest(name[len("LLMASOS_") :].lower())
-        problems.append(f"the environment variable {name} matches no setting{hint}; it is ignored")
+        path = name[len("LLMASOS_") :].lower()
+        if name.startswith("LLMASOS_") and name != "LLMASOS_CONFIG" and path not in names:
+            problems.append(f"the environment variable {name} matches no setting{_nearest(path, names)}; it is ignored")
     return problems
 
 
-def _setting(path: str) -> bool:
-    """``path`` ("llm__backend") names a setting: nested levels joined by ``__``."""
-    model: type[BaseModel] | None = Settings
-    parts = path.split("__")
-    for i, part in enumerate(parts):
-        if model is None or part not in model.model_fields:
-            return False
-        kind = model.model_fields[part].annotation
-        model = kind if isinstance(kind, type) and issubclass(kind, BaseModel) else None
-        if model is not None and i == len(parts) - 1:
-            return True  # a whole section (as JSON)
-    return True
-
-
-def _nearest(path: str) -> str:
-    """The setting ``path`` probably meant (one "_" for the "__" between a section and its field, a letter
-    off), as a hint."""
-    names = _paths(Settings)
-    close = difflib.get_close_matches(path, names, n=1, cutoff=0.85) or difflib.get_close_matches(
-        path.replace("_", ""), {n.replace("_", ""): n for n in names}, n=1, cutoff=0.9
-    )
-    if not close:
-        return ""
-    best = close[0] if close[0] in names else {n.replace("_", ""): n for n in names}[close[0]]
-    return f" (did you mean LLMASOS_{best.upper()}?)"
-
-
 def _paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every setting as its environment variable names it ("llm__backend"), sections too (one may be set
+    whole, as JSON)."""
     out = []
     for name, field in model.model_fields.items():
+        out.append(f"{prefix}{name}")
         kind = field.annotation
         if isinstance(kind, type) and issubclass(kind, BaseModel):
             out += _paths(kind, f"{prefix}{name}__")
-        else:
-            out.append(f"{prefix}{name}")
     return out
+
+
+def _nearest(path: str, names: list[str]) -> str:
+    """The setting ``path`` probably meant (one "_" for the "__" between a section and its field, a letter
+    off), as a hint."""
+    squashed = {n.replace("_", ""): n for n in names}
+    close = difflib.get_close_matches(path, names, n=1, cutoff=0.85)
+    if not close:
+        close = [squashed[m] for m in difflib.get_close_matches(path.replace("_", ""), squashed, n=1, cutoff=0.9)]
+    return f" (did you mean LLMASOS_{close[0].upper()}?)" if close else ""
 
 
 def dump_toml(settings: Settings) -> str:
@@ -372,10 +354,6 @@ def _toml_line(key: str, value: Any) -> str:
         return f"# {key} = (unset)"
     if key in ("secret", "operator_key"):
         return f"# {key} = (set, not shown: LLMASOS_SERVER__{key.upper()})"
-    if isinstance(value, bool):
-        return f"{key} = {'true' if value else 'false'}"
-    if isinstance(value, int | float):
-        return f"{key} = {value}"
     return f"{key} = {_toml_value(value)}"
 
 

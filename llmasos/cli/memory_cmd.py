@@ -12,7 +12,7 @@ from typing import Any, get_args
 from dialogue.characters import scan
 from llmasos.dialogue_factory import characters_dir
 from llmasos.errors import ConfigError
-from llmasos.ids import character_arg, player_arg
+from llmasos.ids import character_arg, player_arg, unknown_characters
 from llmasos.settings import Settings
 from memory import ChromaMemoryStore, Embedder, Memory, MemoryKind, MemoryStoreError
 
@@ -136,8 +136,9 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
 def run_add(args: argparse.Namespace, settings: Settings) -> int:
     kind: MemoryKind = args.kind or ("world" if args.player is None else "fact")
     known, _ = scan(characters_dir(settings))
-    if args.character not in known:  # a memory nobody could ever recall
-        raise ConfigError(f"no character {args.character!r} (known: {', '.join(known)})")
+    unknown = unknown_characters([args.character], known)  # a memory nobody could ever recall
+    if unknown:
+        raise ConfigError(unknown)
 
     async def body(store: ChromaMemoryStore) -> int:
         memory_id = await store.remember(args.character, args.player, args.text, kind=kind, importance=args.importance)

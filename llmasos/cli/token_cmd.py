@@ -9,7 +9,7 @@ from dialogue.characters import scan
 from llmasos.auth import load_secret, sign
 from llmasos.dialogue_factory import characters_dir
 from llmasos.errors import ConfigError
-from llmasos.ids import player_arg
+from llmasos.ids import player_arg, unknown_characters
 from llmasos.settings import Settings
 
 
@@ -25,9 +25,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     known, _ = scan(characters_dir(settings))
-    unknown = [c for c in args.character if c != "*" and c not in known]
+    unknown = unknown_characters(args.character, known, any_ok=True)
     if unknown:
-        raise ConfigError(f"no character {', '.join(map(repr, unknown))} (known: {', '.join(known)}; * for any)")
+        raise ConfigError(unknown)
     secret = load_secret(settings.server.secret, settings.data_dir)
     print(sign(secret, args.player, tuple(args.character), args.ttl))
     return 0

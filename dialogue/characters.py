@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -46,14 +46,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _ParamModel(_Strict):
+class ActionArg(_Strict):
     type: Literal["string", "integer", "number", "boolean", "enum"] = "string"
-    description: str = ""
+    description: str = Field("", max_length=200)
     required: bool = True
-    values: list[str] = Field(default_factory=list)
+    values: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=64)
 
     @model_validator(mode="after")
-    def _enum_values(self) -> _ParamModel:
+    def _enum_values(self) -> ActionArg:
         if self.type == "enum" and not self.values:
             raise ValueError("an enum argument needs a non-empty `values` list")
         if self.type != "enum" and self.values:
@@ -61,29 +61,31 @@ class _ParamModel(_Strict):
         return self
 
 
-class _ActionModel(_Strict):
-    description: str = ""
-    args: dict[str, _ParamModel] = Field(default_factory=dict)
+class ActionDecl(_Strict):
+    description: str = Field("", max_length=200)
+    args: dict[str, ActionArg] = Field(default_factory=dict, max_length=8)
 
 
-class _VoiceModel(_Strict):
+class Voice(_Strict):
     name: str = Field("joe", pattern=_VOICE)
     rate: float = Field(1.0, ge=0.5, le=2.0)  # speaking rate: > 1 faster
     pitch: float = Field(1.0, ge=0.7, le=1.4)  # pitch: > 1 higher
 
 
-class _CharacterModel(_Strict):
+class CharacterFile(_Strict):
+    """A character file, as written (the published character schema: docs/content/character.schema.json)."""
+
     id: str | None = Field(None, pattern=_ID)
     name: str = Field(min_length=1, max_length=80)
-    persona: str = Field(min_length=1)
-    greeting: str = ""
-    voice: _VoiceModel | str = "joe"
+    persona: str = Field(min_length=1, max_length=4000)
+    greeting: str = Field("", max_length=400)
+    voice: Voice | Annotated[str, Field(max_length=64)] = "joe"
     role: str = Field("", max_length=80)
-    aliases: list[str] = Field(default_factory=list, max_length=16)
-    scenario: str = ""
-    examples: str = ""
-    knowledge: list[str] = Field(default_factory=list)
-    actions: dict[str, _ActionModel] = Field(default_factory=dict)
+    aliases: list[Annotated[str, Field(max_length=80)]] = Field(default_factory=list, max_length=16)
+    scenario: str = Field("", max_length=2000)
+    examples: str = Field("", max_length=4000)
+    knowledge: list[Annotated[str, Field(max_length=600)]] = Field(default_factory=list, max_length=64)
+    actions: dict[str, ActionDecl] = Field(default_factory=dict, max_length=32)
     fallback: str = Field("", max_length=200)
 
 
@@ -134,7 +136,7 @@ def find(directory: Path, character_id: str) -> Character:
 
 def _build(path: Path, data: Any, *, default_id: str, prefix: str = "") -> Character:
     try:
-        model = _CharacterModel.model_validate(data)
+        model = CharacterFile.model_validate(data)
     except ValidationError as exc:
         raise invalid(path, exc, CharacterError, prefix) from None
     character_id = model.id or default_id.lower()
@@ -150,7 +152,7 @@ def _build(path: Path, data: Any, *, default_id: str, prefix: str = "") -> Chara
                 raise CharacterError(path, f"{prefix}actions.{name}.args.{arg}", "not a valid argument name")
             params.append(ActionParam(arg, p.type, p.description, p.required, tuple(p.values)))
         actions.append(ActionSpec(name, action.description, tuple(params)))
-    voice = model.voice if isinstance(model.voice, _VoiceModel) else _voice_named(path, prefix, model.voice)
+    voice = model.voice if isinstance(model.voice, Voice) else _voice_named(path, prefix, model.voice)
     return Character(
         id=character_id,
         name=model.name,
@@ -168,9 +170,9 @@ def _build(path: Path, data: Any, *, default_id: str, prefix: str = "") -> Chara
     )
 
 
-def _voice_named(path: Path, prefix: str, name: str) -> _VoiceModel:
+def _voice_named(path: Path, prefix: str, name: str) -> Voice:
     try:
-        return _VoiceModel(name=name)
+        return Voice(name=name)
     except ValidationError:
         raise CharacterError(path, prefix + "voice", f"{name!r} is not a voice name (letters, digits, _ . -)") from None
 

@@ -4,7 +4,9 @@
     ├── ContentError           a content file is invalid (has .path and .field)
     │   ├── CharacterError     ... a character file
     │   │   └── CharacterNotFoundError  no character has the requested id
-    │   └── RoomError          ... a room file
+    │   ├── RoomError          ... a room file
+    │   └── QuestError, SceneError, StoryError (dialogue.kinds)   ... a generated content file
+    ├── GenerationError        no valid content after every attempt (dialogue.generate)
     └── BackendError           an LLM backend failed (has .retryable)
         └── BackendUnavailableError  the backend's optional package is not installed
 

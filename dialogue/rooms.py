@@ -5,6 +5,7 @@
     characters = ["innkeeper", "blacksmith"]
     scenario = "The common room of the inn, on a rainy evening."   # optional: told to every character
     facts = ["The fire is lit.", "Rain drums on the shutters."]   # optional: the world's current state
+    scene = "tavern"                    # optional: the scene file (dialogue.kinds) it is opened on
 
 A room names its characters by id; whether they exist is checked where the characters are known
 (``check_characters``), so the error names the room file and the missing id.
@@ -34,6 +35,7 @@ class _RoomModel(BaseModel):
     characters: list[str] = Field(min_length=1, max_length=8)
     scenario: str = Field("", max_length=2000)
     facts: list[str] = Field(default_factory=list, max_length=32)
+    scene: str | None = Field(None, pattern=_ID)
 
 
 def load_room(path: Path) -> RoomSpec:
@@ -58,6 +60,7 @@ def load_room(path: Path) -> RoomSpec:
         scenario=model.scenario.strip(),
         facts=tuple(f.strip() for f in model.facts if f.strip()),
         source=path,
+        scene=model.scene,
     )
 
 

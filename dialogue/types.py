@@ -74,6 +74,7 @@ class RoomSpec:
     scenario: str = ""  # told to every character of the room
     facts: tuple[str, ...] = ()  # the world's current state, as the room starts
     source: Path | None = None
+    scene: str | None = None  # the scene it is opened on (a scene file's id): what the 3D client shows
 
 
 @dataclass(frozen=True)
@@ -144,3 +145,6 @@ class Backend:
     prefix_cache: bool = False
     options: Mapping[str, str] = field(default_factory=dict)  # description for logs and benchmarks
     engine: EngineProcess | None = None  # the model's own process, if it has one (health, shutdown)
+    # a call's ``json_schema`` keyword makes the output valid JSON of that schema by construction (llama.cpp's
+    # grammar, an OpenAI-compatible server's response_format); False: the keyword is ignored
+    structured_output: bool = False

@@ -70,7 +70,9 @@ def build_backend(settings: Settings) -> Backend:
             temperature=llm.temperature,
             timeout_s=llm.timeout_s,
         )
-        return Backend("openai", model, native_tools=llm.native_tools, options={"url": llm.base_url})
+        return Backend(
+            "openai", model, native_tools=llm.native_tools, options={"url": llm.base_url}, structured_output=True
+        )
     path = resolve(ModelStore(settings.data_dir), Role.LLM, None, llm.model_dir)
     if name == "llamacpp":
         return _llamacpp(settings, path)
@@ -110,7 +112,7 @@ def _llamacpp(settings: Settings, path: Path) -> Backend:
     assert model.supervisor is not None
     variant = model.supervisor.choice.variant if model.supervisor.choice is not None else None
     options = {"model": path.name, "cpu": variant or "built-in"}
-    return Backend("llamacpp", model, prefix_cache=True, options=options, engine=model)
+    return Backend("llamacpp", model, prefix_cache=True, options=options, engine=model, structured_output=True)
 
 
 def converted_cache(settings: Settings) -> Path | None:

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from dialogue import Backend, Character, CharacterError, RoomError, RoomSpec, check_characters, scan, scan_rooms
+from dialogue import Backend, Character, CharacterError, RoomError, RoomSpec, check_characters, scan_rooms
 from dialogue.manager import DialogueManager
 from llmasos.activity import Activity
+from llmasos.content import library, scan_characters
 from llmasos.conversation import Conversation, ConversationOptions, Observer, Services, Transport
 from llmasos.dialogue_factory import (
     PACKAGED_ROOMS,
@@ -94,6 +95,14 @@ class Engine:
 
     def character(self, character_id: str) -> Character | None:
         return self.characters.get(character_id)
+
+    def reload_content(self) -> None:
+        """Read the characters and rooms again (new content was saved): new sessions see it at once; open ones
+        keep the characters they have."""
+        quiet = lambda line: None  # noqa: E731 (the errors are logged)
+        characters = load_characters(self.settings, quiet)
+        self.rooms = load_rooms(self.settings, characters, quiet)
+        self.characters = characters
 
     def conversation(
         self,
@@ -199,7 +208,7 @@ def load_engine(settings: Settings, progress: Progress = print) -> Engine:
 def load_characters(settings: Settings, progress: Progress = print) -> dict[str, Character]:
     """The valid characters; each invalid file (a voice that does not exist included: it is the file's error,
     never a silent default) is skipped with a line that names it. ConfigError when none is valid."""
-    found, errors = scan(characters_dir(settings))
+    found, errors = scan_characters(settings)
     for character in list(found.values()):
         if not voice_known(settings, character.voice.name):
             del found[character.id]
@@ -217,7 +226,8 @@ def load_characters(settings: Settings, progress: Progress = print) -> dict[str,
 def load_rooms(settings: Settings, characters: dict[str, Character], progress: Progress = print) -> dict[str, RoomSpec]:
     """The shipped rooms and those of ``rooms_dir``; a room whose characters are not all here is skipped with a
     line that names its file (quietly for a shipped room when the characters are the user's own)."""
-    rooms, errors = scan_rooms(PACKAGED_ROOMS, *([settings.rooms_dir] if settings.rooms_dir else []))
+    generated = library(settings).dir("room")
+    rooms, errors = scan_rooms(PACKAGED_ROOMS, *([settings.rooms_dir] if settings.rooms_dir else []), generated)
     for room in list(rooms.values()):
         try:
             check_characters(room, characters)

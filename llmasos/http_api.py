@@ -54,6 +54,18 @@ class TokenAnswer(BaseModel):
     expires_in_s: int
 
 
+class GenerateRequest(BaseModel):
+    """A content generation job (`POST /generate`): what to make, in words; ``save``: written where the server
+    finds it, so a new character can be talked to (and a scene's room joined) once the job is done."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["character", "quest", "scene", "story"]
+    prompt: str = Field(min_length=1, max_length=600)
+    seed: int | None = Field(None, ge=0, lt=2**31)  # the same seed and prompt make the same object
+    save: bool = True
+
+
 class OfferAnswer(BaseModel):
     sdp: str
     type: Literal["answer"] = "answer"

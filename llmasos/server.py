@@ -11,6 +11,9 @@
                        or, to join a room: {"sdp", "type": "offer", "room", "player", "name"}
                        -> {"sdp", "type": "answer", "session", "room"}
     DELETE /players/{player}/memories   forget a player everywhere
+    POST /generate     {"kind", "prompt", "seed"?, "save"?} -> 202 {"id", "state": "queued", ...}: a content job
+    GET  /generate/{id}  {"id", "kind", "state": queued|running|done|failed, "progress": {"tokens", ...},
+                       "result" (the object), "report", "saved"; or "error"}
 
 Errors are JSON ``{"error": {"code": ..., "message": ...}}`` with a 4xx/5xx status. Models load once, in a
 thread, when the server starts; sessions are refused (503, Retry-After) until they are loaded.
@@ -42,12 +45,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dialogue.actions import json_schema
 from dialogue.manager import DialogueManager
 from llmasos.auth import AuthError, authorize, load_secret, sign, verify
+from llmasos.content import Generations, TooManyJobs
 from llmasos.conversation import Conversation
 from llmasos.engine import Engine, load_engine
 from llmasos.http_api import ERRORS as _ERRORS
 from llmasos.http_api import (
     CharacterOffer,
     ErrorResponse,
+    GenerateRequest,
     OfferAnswer,
     OfferRequest,
     RoomOffer,
@@ -98,6 +103,7 @@ class ServerState:
     progress: list[str] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once loading has ended, either way
     metrics: Metrics = field(default_factory=Metrics)
+    generations: Generations | None = None  # content jobs (made at the first POST /generate)
 
 
 def _is_loopback(host: str) -> bool:
@@ -154,6 +160,8 @@ def create_app(
             tasks = [s.task for s in state.sessions.values()]
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+            if state.generations is not None:
+                await state.generations.aclose()
             if state.engine is not None:
                 await state.engine.aclose()
 
@@ -286,6 +294,54 @@ def create_app(
         token = sign(signing, body.player, tuple(body.characters), body.ttl_s)
         log.info("token minted", extra={"player": body.player, "ttl_s": body.ttl_s})
         return TokenAnswer(token=token, player=body.player, expires_in_s=body.ttl_s)
+
+    @app.post("/generate", status_code=202, responses={**_ERRORS, 429: {"model": ErrorResponse}})
+    async def start_generation(body: GenerateRequest, request: Request) -> JSONResponse:
+        """Start generating a character, quest, scene or story (background work: it yields the model to every
+        conversation turn). When auth is on it needs a player's token or the operator key."""
+        refused = any_token(request)
+        if refused is not None:
+            return refused
+        engine = state.engine
+        if engine is None:
+            return error(503, "loading", "the models are still loading; try again shortly", {"Retry-After": "5"})
+        if state.generations is None:
+            state.generations = Generations(
+                engine.backend, engine.activity, lambda: engine.characters, settings, lambda _: engine.reload_content()
+            )
+        try:
+            job = state.generations.start(body.kind, body.prompt, body.seed, body.save)
+        except TooManyJobs as exc:
+            return error(429, "too_many_jobs", str(exc), {"Retry-After": "10"})
+        except ValueError as exc:
+            return error(422, "invalid_request", str(exc))
+        log.info("generation queued", extra={"job": job.id, "kind": job.kind})
+        return JSONResponse(job.view(state.generations.options.max_tokens), status_code=202)
+
+    @app.get("/generate/{job_id}", responses=_ERRORS)
+    async def generation(request: Request, job_id: str = PathParam(pattern=r"^[0-9a-f]{32}$")) -> JSONResponse:
+        """A generation job's state, progress (tokens of the draft so far) and, once done, its result."""
+        refused = any_token(request)
+        if refused is not None:
+            return refused
+        job = state.generations.get(job_id) if state.generations is not None else None
+        if job is None or state.generations is None:
+            return error(404, "unknown_job", f"no generation job {job_id}")
+        return JSONResponse(job.view(state.generations.options.max_tokens))
+
+    def any_token(request: Request) -> JSONResponse | None:
+        """When auth is on: a valid player token, or the operator key."""
+        if not secret:
+            return None
+        bearer = _bearer(request) or ""
+        key = settings.server.operator_key
+        if key and hmac.compare_digest(bearer.encode(), key.encode()):
+            return None
+        try:
+            verify(secret, bearer)
+        except AuthError as exc:
+            return error(exc.status, exc.code, exc.message)
+        return None
 
     @app.get("/rtc/config")
     async def rtc_config() -> dict[str, Any]:

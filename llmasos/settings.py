@@ -100,6 +100,7 @@ class LimitSettings(_Section):
     messages_per_s: float = Field(10.0, gt=0)  # data-channel messages, sustained (bursts up to 2 s worth)
     memory_writes_per_min: int = Field(60, ge=1)  # per session; beyond it writes wait, they are not dropped
     resume_window_s: float = Field(120.0, ge=0)  # a 1:1 session that ended can be resumed this long (`resume`)
+    generate_jobs: int = Field(8, ge=1)  # content generation jobs queued or running at once (POST /generate)
 
 
 class ASRSettings(_Section):
@@ -217,6 +218,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     characters_dir: Path | None = None  # None: the characters shipped with llmasos
     rooms_dir: Path | None = None  # more rooms, beside (and replacing by id) the rooms shipped with llmasos
+    # generated content (characters, quests, scenes, stories, rooms: `llmasos generate --save`, POST /generate),
+    # loaded beside characters_dir's and rooms_dir's; None: data_dir/content
+    content_dir: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"  # text: message then key=value fields; json: one object per line
     log_content: bool = False  # true: logs may hold what people said and prompts (debugging); false: lengths only

@@ -301,6 +301,50 @@ class GatedModel(BaseChatModel):
         yield ChatGenerationChunk(message=AIMessageChunk(content=self.reply))
 
 
+class DraftModel(BaseChatModel):
+    """Writes the scripted ``drafts`` in turn (the last one again when they run out), in pieces of 8
+    characters, and records each call's keyword arguments (``json_schema``, ``seed``, ``background``, ...).
+    A draft that is ``None`` waits for ``gate`` (a model still busy until the test lets it go on)."""
+
+    drafts: list[str | None]
+    calls: list[dict[str, Any]] = []
+    finish: str = "stop"
+    gate: asyncio.Event | None = None
+    called: asyncio.Event | None = None
+
+    @property
+    def _llm_type(self) -> str:
+        return "draft"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kw: Any,
+    ) -> ChatResult:
+        raise NotImplementedError
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kw: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        draft = self.drafts[min(len(self.calls), len(self.drafts) - 1)]
+        self.calls.append({**kw, "system": messages[0].text, "request": messages[-1].text})
+        if self.called is not None:
+            self.called.set()
+        if draft is None:
+            assert self.gate is not None
+            await self.gate.wait()
+            draft = self.drafts[-1] or "{}"
+        for i in range(0, len(draft), 8):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=draft[i : i + 8]))
+        yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={"finish_reason": self.finish}))
+
+
 class RecordingObserver:
     def __init__(self) -> None:
         self.outcomes: list[str] = []

@@ -2,6 +2,11 @@
 
 Streams Server-Sent Events from ``POST {base_url}/chat/completions`` with httpx. Tools bound with
 ``bind_tools`` are sent as OpenAI function tools; tool-call deltas arrive as LangChain tool_call_chunks.
+
+Keyword arguments of a call: ``json_schema`` (constrained output: ``response_format`` of type ``json_schema``,
+as OpenAI and vLLM take it; a server that refuses that form (llama.cpp's own, 400/422) is asked with
+``{"type": "json_object", "schema": ...}`` instead, and that form is kept for the later calls), ``seed``,
+``max_new_tokens``, ``temperature``. ``background`` and ``affinity`` mean nothing to a remote server.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ class OpenAICompatChatModel(StreamingChatModel):
     max_tokens: int = 96
     temperature: float = 0.7
     timeout_s: float = 20.0
+    schema_form: str = "json_schema"  # how response_format carries a schema here ("json_schema" or "json_object")
 
     @property
     def _llm_type(self) -> str:
@@ -52,8 +58,8 @@ class OpenAICompatChatModel(StreamingChatModel):
         body: dict[str, Any] = {
             "model": self.model_name,
             "messages": [{"role": role(m), "content": m.text} for m in messages],
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
+            "max_tokens": int(kwargs.get("max_new_tokens", self.max_tokens)),
+            "temperature": float(kwargs.get("temperature", self.temperature)),
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -62,7 +68,27 @@ class OpenAICompatChatModel(StreamingChatModel):
         for key in ("tools", "tool_choice"):
             if kwargs.get(key):
                 body[key] = kwargs[key]
+        if kwargs.get("seed") is not None:
+            body["seed"] = int(kwargs["seed"])
+        schema = kwargs.get("json_schema")
+        if schema is not None:
+            if self.schema_form == "json_object":
+                body["response_format"] = {"type": "json_object", "schema": schema}
+            else:
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "content", "schema": schema, "strict": True},
+                }
         return body
+
+    def _other_form(self, body: dict[str, Any], response: httpx.Response) -> dict[str, Any] | None:
+        """The request again with the other schema form, when the server refused this one (else None)."""
+        form = (body.get("response_format") or {}).get("type")
+        if form != "json_schema" or response.status_code not in (400, 422):
+            return None
+        object.__setattr__(self, "schema_form", "json_object")  # (a pydantic model: set past validation)
+        schema = body["response_format"]["json_schema"]["schema"]
+        return {**body, "response_format": {"type": "json_object", "schema": schema}}
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream"}
@@ -81,27 +107,30 @@ class OpenAICompatChatModel(StreamingChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        body = self._request(messages, stop, kwargs)
+        body: dict[str, Any] | None = self._request(messages, stop, kwargs)
         try:
-            with (
-                httpx.Client(timeout=self.timeout_s) as client,
-                client.stream("POST", self._url, json=body, headers=self._headers()) as response,
-            ):
-                if response.status_code >= 400:
-                    response.read()
-                    raise _http_error(response)
-                sent = False
-                for line in response.iter_lines():
-                    chunk = _parse_line(line)
-                    if chunk is _DONE:
-                        break
-                    if isinstance(chunk, ChatGenerationChunk):
-                        if run_manager is not None and chunk.text:
-                            run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                        sent = True
-                        yield chunk
-                if not sent:  # LangChain refuses a stream without chunks
-                    yield ChatGenerationChunk(message=AIMessageChunk(content=""))
+            with httpx.Client(timeout=self.timeout_s) as client:
+                while body is not None:
+                    with client.stream("POST", self._url, json=body, headers=self._headers()) as response:
+                        if response.status_code >= 400:
+                            response.read()
+                            body = self._other_form(body, response)
+                            if body is None:
+                                raise _http_error(response)
+                            continue
+                        sent = False
+                        for line in response.iter_lines():
+                            chunk = _parse_line(line)
+                            if chunk is _DONE:
+                                break
+                            if isinstance(chunk, ChatGenerationChunk):
+                                if run_manager is not None and chunk.text:
+                                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                                sent = True
+                                yield chunk
+                        if not sent:  # LangChain refuses a stream without chunks
+                            yield ChatGenerationChunk(message=AIMessageChunk(content=""))
+                        return
         except httpx.HTTPError as exc:
             raise BackendError(f"OpenAI-compatible endpoint {self.base_url} failed: {exc}", retryable=True) from exc
 
@@ -112,27 +141,30 @@ class OpenAICompatChatModel(StreamingChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        body = self._request(messages, stop, kwargs)
+        body: dict[str, Any] | None = self._request(messages, stop, kwargs)
         try:
-            async with (
-                httpx.AsyncClient(timeout=self.timeout_s) as client,
-                client.stream("POST", self._url, json=body, headers=self._headers()) as response,
-            ):
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise _http_error(response)
-                sent = False
-                async for line in response.aiter_lines():
-                    chunk = _parse_line(line)
-                    if chunk is _DONE:
-                        break
-                    if isinstance(chunk, ChatGenerationChunk):
-                        if run_manager is not None and chunk.text:
-                            await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                        sent = True
-                        yield chunk
-                if not sent:  # LangChain refuses a stream without chunks
-                    yield ChatGenerationChunk(message=AIMessageChunk(content=""))
+            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+                while body is not None:
+                    async with client.stream("POST", self._url, json=body, headers=self._headers()) as response:
+                        if response.status_code >= 400:
+                            await response.aread()
+                            body = self._other_form(body, response)
+                            if body is None:
+                                raise _http_error(response)
+                            continue
+                        sent = False
+                        async for line in response.aiter_lines():
+                            chunk = _parse_line(line)
+                            if chunk is _DONE:
+                                break
+                            if isinstance(chunk, ChatGenerationChunk):
+                                if run_manager is not None and chunk.text:
+                                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                                sent = True
+                                yield chunk
+                        if not sent:  # LangChain refuses a stream without chunks
+                            yield ChatGenerationChunk(message=AIMessageChunk(content=""))
+                        return
         except httpx.HTTPError as exc:
             raise BackendError(f"OpenAI-compatible endpoint {self.base_url} failed: {exc}", retryable=True) from exc
 

@@ -15,6 +15,7 @@ from llmasos.cli import (
     config_cmd,
     dialogue_cmd,
     doctor_cmd,
+    generate_cmd,
     memory_cmd,
     models_cmd,
     protocol_cmd,
@@ -37,6 +38,7 @@ _GROUPS = (
     voice_cmd,
     protocol_cmd,
     dialogue_cmd,
+    generate_cmd,
     serve_cmd,
     token_cmd,
 )

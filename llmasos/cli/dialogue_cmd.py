@@ -7,7 +7,8 @@ import asyncio
 import sys
 from typing import Any
 
-from dialogue import DialogueError, scan
+from dialogue import DialogueError
+from llmasos.errors import ConfigError
 from llmasos.ids import player_arg
 from llmasos.settings import Settings
 from memory import MemoryStoreError
@@ -29,9 +30,9 @@ def register(sub: Any) -> None:
 
 
 def run_characters(args: argparse.Namespace, settings: Settings) -> int:
-    from llmasos.dialogue_factory import characters_dir
+    from llmasos.content import scan_characters
 
-    found, errors = scan(characters_dir(settings))
+    found, errors = scan_characters(settings)
     for character in found.values():
         actions = ", ".join(a.name for a in character.actions) or "-"
         print(f"{character.id}\t{character.name}\tactions: {actions}")
@@ -50,10 +51,16 @@ def run_chat(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _chat(args: argparse.Namespace, settings: Settings) -> int:
     from llmasos.chat import ChatOptions, ChatSession, run_text_chat, stdin_reader
-    from llmasos.dialogue_factory import build_backend, build_manager, load_character
+    from llmasos.content import scan_characters
+    from llmasos.dialogue_factory import build_backend, build_manager
+    from llmasos.ids import unknown_characters
     from llmasos.memory_factory import open_memory
 
-    character = load_character(settings, args.character)
+    found, _ = scan_characters(settings)  # the generated characters too, with the quests they give
+    unknown = unknown_characters([args.character], found)
+    if unknown:
+        raise ConfigError(unknown)
+    character = found[args.character]
     # Load the model and open the memory store side by side; close the store if the model fails.
     backend_result, memory_result = await asyncio.gather(
         asyncio.to_thread(build_backend, settings), asyncio.to_thread(open_memory, settings), return_exceptions=True

@@ -9,8 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, get_args
 
-from dialogue.characters import scan
-from llmasos.dialogue_factory import characters_dir
+from llmasos.content import scan_characters
 from llmasos.errors import ConfigError
 from llmasos.ids import character_arg, player_arg, unknown_characters
 from llmasos.settings import Settings
@@ -135,7 +134,7 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_add(args: argparse.Namespace, settings: Settings) -> int:
     kind: MemoryKind = args.kind or ("world" if args.player is None else "fact")
-    known, _ = scan(characters_dir(settings))
+    known, _ = scan_characters(settings)
     unknown = unknown_characters([args.character], known)  # a memory nobody could ever recall
     if unknown:
         raise ConfigError(unknown)

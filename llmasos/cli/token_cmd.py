@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dialogue.characters import scan
 from llmasos.auth import load_secret, sign
-from llmasos.dialogue_factory import characters_dir
+from llmasos.content import scan_characters
 from llmasos.errors import ConfigError
 from llmasos.ids import player_arg, unknown_characters
 from llmasos.settings import Settings
@@ -24,7 +23,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    known, _ = scan(characters_dir(settings))
+    known, _ = scan_characters(settings)
     unknown = unknown_characters(args.character, known, any_ok=True)
     if unknown:
         raise ConfigError(unknown)

@@ -61,7 +61,7 @@ class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["character", "quest", "scene", "story"]
-    prompt: str = Field(min_length=1, max_length=600)
+    prompt: str = Field(min_length=1, max_length=600, pattern=r"\S")
     seed: int | None = Field(None, ge=0, lt=2**31)  # the same seed and prompt make the same object
     save: bool = True
 

@@ -309,6 +309,8 @@ def create_app(
             state.generations = Generations(
                 engine.backend, engine.activity, lambda: engine.characters, settings, lambda _: engine.reload_content()
             )
+        if body.kind == "quest" and not engine.characters:
+            return error(409, "no_character", "a quest needs a giver, and there is no character")
         try:
             job = state.generations.start(body.kind, body.prompt, body.seed, body.save)
         except TooManyJobs as exc:

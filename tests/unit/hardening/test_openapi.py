@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 import schemathesis
+from fakes import DraftModel
 from hypothesis import HealthCheck, settings
 
+from dialogue import Backend
+from llmasos.activity import Activity
 from llmasos.server import create_app
 from llmasos.settings import load_settings
 
@@ -27,6 +30,11 @@ class _Engine:
     rooms: dict[str, Any] = {}
     memory = _Memory()
     reflector = None
+    backend = Backend("fake", DraftModel(drafts=["{}"]))  # generation jobs fail: the draft is not a character
+    activity = Activity()
+
+    def reload_content(self) -> None:
+        pass
 
     def character(self, _: str) -> None:
         return None

@@ -1,4 +1,4 @@
-"""`llmasos bench voice|dialogue|latency|turn|room`: measure speed and memory; write JSON and a Markdown table."""
+"""`llmasos bench voice|dialogue|latency|turn|room|generate`: measure speed and memory; JSON + a Markdown table."""
 
 from __future__ import annotations
 
@@ -41,6 +41,13 @@ def register(sub: Any) -> None:
     r.add_argument("--json", type=Path, default=Path("bench/results/room.json"))
     r.add_argument("--markdown", type=Path, default=Path("bench/results/room.md"))
     r.set_defaults(handler=_run_room)
+    g = bsub.add_parser("generate", help="content generation: time per kind, tokens/s, validity, repairs")
+    g.add_argument("--seeds", type=int, default=4, help="seeds per request (3 requests per kind)")
+    g.add_argument("--kinds", default="character,quest,scene,story")
+    g.add_argument("--max-tokens", type=int, default=700)
+    g.add_argument("--json", type=Path, default=Path("bench/results/generate.json"))
+    g.add_argument("--markdown", type=Path, default=Path("bench/results/generate.md"))
+    g.set_defaults(handler=_run_generate)
     lat = bsub.add_parser("latency", help="voice-to-voice and barge-in at the client, N sessions, per-stage join")
     lat.add_argument("--url", default=None, help="a running server (default: start one)")
     lat.add_argument("--sessions", type=int, default=1)
@@ -75,6 +82,12 @@ def _run_dialogue(args: argparse.Namespace, settings: Settings) -> int:
     from llmasos.bench import dialogue
 
     return dialogue.run(args, settings)
+
+
+def _run_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from llmasos.bench import generate
+
+    return generate.run(args, settings)
 
 
 def _run_room(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,4 +1,4 @@
-import { connect as openSession, messages, tokenPlayer } from "/static/client.js";
+import { connect as openSession, generate, messages, tokenPlayer } from "/static/client.js";
 
 // LLMasOS browser client: one WebRTC peer (mic up, character's voice down) and the `events` data channel.
 // No build step. Query parameters: ?aec=0 turns off echo cancellation, noise suppression and gain control
@@ -18,7 +18,8 @@ const injectMic = params.get("mic") === "inject";
 // In a room also: `heard` (every final transcript, {speaker, name, text}), `addressed` (the addressed events),
 // `room` (the last room event) and `focus` (the character this player faces).
 const seen = { states: [], transcripts: [], replies: {}, actions: [], words: [], errors: [], metrics: [], maxRemoteLevel: 0,
-               levels: {}, session: null, connected: false, heard: [], addressed: [], room: null, focus: null };
+               levels: {}, session: null, connected: false, heard: [], addressed: [], room: null, focus: null,
+               created: [] };
 window.llmasos = seen;
 
 let pc = null, channel = null, mic = null, levelTimer = null, audioCtx = null, micCtx = null;
@@ -311,6 +312,36 @@ function hangup() {
   $("send").disabled = true;
   setState("idle");
 }
+
+// The create panel: a request in words becomes a character (or a scene with its room, a quest, a story) on the
+// server; once it is saved, the list is read again and the new character or room is selected, ready to talk to.
+$("createform").onsubmit = async (e) => {
+  e.preventDefault();
+  const prompt = $("createprompt").value.trim();
+  if (!prompt) return;
+  const kind = $("createkind").value;
+  const status = $("createstatus");
+  $("create").disabled = true;
+  try {
+    const job = await generate({
+      kind, prompt, token: params.get("token"),
+      onProgress: (j) => { status.textContent = `${j.state}: ${j.progress.tokens} tokens` + (j.progress.yielded ? " (waited for a conversation)" : ""); },
+    });
+    seen.created.push(job);
+    await loadCharacters();
+    const id = job.result.id;
+    if (kind === "character") $("character").value = id;
+    else if (kind === "scene" && job.saved.length > 1) $("character").value = "room:" + id;
+    else if (kind === "quest") $("character").value = job.result.giver;
+    const name = job.result.name || job.result.title || id;
+    status.textContent = `created ${kind} ${name} (${job.report.tokens} tokens, ${job.report.seconds.toFixed(1)} s)`;
+  } catch (err) {
+    status.textContent = "";
+    showError("could not create it: " + err.message);
+  } finally {
+    $("create").disabled = false;
+  }
+};
 
 $("connect").onclick = connect;
 $("hangup").onclick = hangup;

@@ -106,3 +106,31 @@ export async function connect({ baseUrl = "", stream, onMessage, onTrack, onOpen
     throw err;
   }
 }
+
+// Generate content (`POST /generate`, then `GET /generate/{id}` until it is done or failed): a character, quest,
+// scene or story from a request in words, saved where the server finds it. `onProgress(job)` sees every state
+// read while it runs; resolves with the finished job ({ result, report, saved, ... }), rejects with a
+// ClientError (the request refused, or `generation_failed` with what failed).
+export async function generate({ baseUrl = "", kind, prompt, seed, token, save = true, onProgress, everyMs = 500 }) {
+  const headers = { "Content-Type": "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const body = { kind, prompt: String(prompt), save };
+  if (seed !== undefined && seed !== null) body.seed = seed;
+  const read = async (res) => {
+    const job = await res.json();
+    if (!res.ok) {
+      const err = job.error || {};
+      throw new ClientError(res.status, err.code || "http_error", err.message || res.statusText);
+    }
+    return job;
+  };
+  let job = await read(await fetch(`${baseUrl}/generate`, { method: "POST", headers, body: JSON.stringify(body) }));
+  while (job.state === "queued" || job.state === "running") {
+    onProgress?.(job);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+    job = await read(await fetch(`${baseUrl}/generate/${job.id}`, { headers }));
+  }
+  onProgress?.(job);
+  if (job.state === "failed") throw new ClientError(200, "generation_failed", job.error || "the job failed");
+  return job;
+}

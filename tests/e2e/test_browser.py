@@ -116,3 +116,25 @@ def test_browser_joins_a_room_shows_who_is_there_and_focus_addresses_the_charact
         assert "Brom Ironhand" in page.locator(".msg.character").last.get_attribute("data-name")
         assert "→ Brom Ironhand (focus)" in page.locator(".msg.user").last.inner_text()
         page.click("#hangup")  # leave the room
+
+
+def test_browser_creates_a_character_on_the_real_model_and_talks_to_it(server: object, silent_mic: Path) -> None:
+    url = f"{server.url}/?aec=0&player=ann"  # type: ignore[attr-defined]
+    with chromium_page(url, silent_mic) as page:
+        page.wait_for_function("document.querySelectorAll('#character option').length > 0", timeout=60_000)
+        page.fill("#createprompt", "A cheerful baker in a mountain village who sells honey bread.")
+        page.click("#create")
+        page.wait_for_function("window.llmasos.created.length === 1 || window.llmasos.errors.length", timeout=180_000)
+        assert page.evaluate("window.llmasos.errors") == []
+        job = page.evaluate("window.llmasos.created[0]")
+        assert job["state"] == "done" and job["saved"] == [f"{job['result']['id']}.json"]
+        assert page.eval_on_selector("#character", "s => s.value") == job["result"]["id"]  # listed and chosen
+        assert page.locator("#createstatus").inner_text().startswith("created character")
+        page.click("#connect")
+        page.wait_for_function(_state_seen("listening", 1), timeout=120_000)  # it greeted
+        page.fill("#text", "Hello! What do you sell?")
+        page.click("#send")
+        page.wait_for_function("window.llmasos.replies[2] !== undefined", timeout=120_000)
+        assert page.locator(".msg.character").last.get_attribute("data-name") == job["result"]["name"]
+        assert page.evaluate("window.llmasos.errors") == []
+        page.click("#hangup")

@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from llmasos.http_api import CharacterOffer, RoomOffer
+from llmasos.http_api import CharacterOffer, GenerateRequest, RoomOffer
 
 pytestmark = pytest.mark.unit
 
@@ -80,3 +80,48 @@ def test_it_reads_server_messages_and_tokens_and_refuses_the_rest(ran: dict[str,
     assert ran["parsed"] == {"type": "state", "state": "listening"}
     assert ran["player"] == "ann.smith"
     assert len(ran["refused"]) == 7  # four non-messages, three offers without a target or a player
+
+
+GENERATE = """
+import { generate } from "./client.mjs";
+const answers = {
+  ok: [{ id: "j1", state: "queued", progress: { tokens: 0 } }, { id: "j1", state: "running", progress: { tokens: 9 } },
+       { id: "j1", state: "done", progress: { tokens: 20 }, result: { id: "greta" }, saved: ["greta.json"] }],
+  failed: [{ id: "j2", state: "queued", progress: { tokens: 0 } },
+           { id: "j2", state: "failed", error: "no valid character" }],
+  refused: [{ error: { code: "too_many_jobs", message: "8 jobs" } }],
+};
+const out = { requests: [], seen: [], results: {} };
+for (const [name, replies] of Object.entries(answers)) {
+  let i = 0;
+  globalThis.fetch = async (url, init = {}) => {
+    out.requests.push({ url, method: init.method || "GET", body: init.body ? JSON.parse(init.body) : null,
+                        auth: (init.headers || {}).Authorization || null });
+    const body = replies[i++];
+    const refused = Boolean(body.error?.code);
+    return { ok: !refused, status: refused ? 429 : 200, json: async () => body };
+  };
+  try {
+    const job = await generate({ kind: "character", prompt: "a baker", seed: 3, token: "t.m", everyMs: 0,
+                                 onProgress: (j) => out.seen.push(j.state) });
+    out.results[name] = { state: job.state, id: job.result.id };
+  } catch (err) {
+    out.results[name] = { code: err.code };
+  }
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def test_generate_posts_a_valid_job_and_follows_it_until_it_ends(tmp_path: Path) -> None:
+    assert NODE, "Node.js is needed: `make test` installs Debian's nodejs"
+    shutil.copy(ROOT / "llmasos" / "web" / "client.js", tmp_path / "client.mjs")
+    (tmp_path / "gen.mjs").write_text(GENERATE)
+    out = json.loads(subprocess.run([NODE, "gen.mjs"], capture_output=True, text=True, check=True, cwd=tmp_path).stdout)
+    assert out["results"] == {"ok": {"state": "done", "id": "greta"}, "failed": {"code": "generation_failed"},
+                              "refused": {"code": "too_many_jobs"}}  # fmt: skip
+    posts = [r for r in out["requests"] if r["method"] == "POST"]
+    assert len(posts) == 3 and all(r["url"] == "/generate" and r["auth"] == "Bearer t.m" for r in posts)
+    GenerateRequest.model_validate(posts[0]["body"])  # what the server takes
+    assert [r["url"] for r in out["requests"][:3]] == ["/generate", "/generate/j1", "/generate/j1"]
+    assert out["seen"][:3] == ["queued", "running", "done"]

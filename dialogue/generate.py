@@ -42,6 +42,7 @@ from dialogue.kinds import (
     Known,
     action_table,
     problems,
+    reachable,
     vocabulary_action,
 )
 
@@ -510,19 +511,13 @@ def _finish_story(d: dict[str, Any], known: Known, repairs: list[str]) -> dict[s
         nodes[0]["choices"] = [{"text": "Go on.", "next": nodes[1]["id"]}]
         repairs.append("nodes.0: the start had no choice; 'Go on.' added")
     start = nodes[0]["id"]
-    by_id = {n["id"]: n for n in nodes}
     if not any(not n["choices"] for n in nodes):
         nodes[-1]["choices"] = []
         repairs.append(f"nodes: {nodes[-1]['id']!r} made an ending (there was none)")
-    reachable, todo = set(), [start]
-    while todo:
-        here = todo.pop()
-        if here not in reachable:
-            reachable.add(here)
-            todo += [c["next"] for c in by_id[here]["choices"]]
-    for n in [n for n in nodes if n["id"] not in reachable]:
+    reached = reachable(start, {n["id"]: [c["next"] for c in n["choices"]] for n in nodes})
+    for n in [n for n in nodes if n["id"] not in reached]:
         repairs.append(f"nodes: {n['id']!r} cannot be reached; dropped")
-    nodes = [n for n in nodes if n["id"] in reachable]
+    nodes = [n for n in nodes if n["id"] in reached]
     if len(nodes) < 2:
         raise _Rejected("nodes: fewer than two nodes are left")
     out: dict[str, Any] = {"id": sid, "title": title, "start": start, "nodes": nodes}

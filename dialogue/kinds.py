@@ -352,16 +352,23 @@ def _story_problems(s: Story, known: Known) -> list[str]:
                 out.append(f"nodes.{i}.choices.{j}.next: a choice leads back to its own node")
     if not out:
         by_id = {n.id: n for n in s.nodes}
-        seen, todo = set(), [s.start]
-        while todo:
-            here = todo.pop()
-            if here not in seen:
-                seen.add(here)
-                todo += [c.next for c in by_id[here].choices]
+        seen = reachable(s.start, {n.id: [c.next for c in n.choices] for n in s.nodes})
         out += [f"nodes: {n!r} cannot be reached from the start" for n in ids if n not in seen]
         if not any(not by_id[n].choices for n in seen):
             out.append("nodes: no ending (a node without choices) can be reached")
     return out
+
+
+def reachable(start: str, leads_to: Mapping[str, Collection[str]]) -> set[str]:
+    """The nodes reached from ``start`` (itself included) along ``leads_to``."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        here = todo.pop()
+        if here not in seen:
+            seen.add(here)
+            todo += [n for n in leads_to.get(here, ()) if n not in seen]
+    return seen
 
 
 # ---- quests and stories become part of what a character knows

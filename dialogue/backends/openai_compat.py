@@ -4,7 +4,8 @@ Streams Server-Sent Events from ``POST {base_url}/chat/completions`` with httpx.
 ``bind_tools`` are sent as OpenAI function tools; tool-call deltas arrive as LangChain tool_call_chunks.
 
 Keyword arguments of a call: ``json_schema`` (constrained output: ``response_format`` of type ``json_schema``,
-as OpenAI and vLLM take it; a server that refuses that form (llama.cpp's own, 400/422) is asked with
+as OpenAI and vLLM take it; a server that refuses that form (400/422, or llama.cpp's own server: a 500 that
+names response_format) is asked with
 ``{"type": "json_object", "schema": ...}`` instead, and that form is kept for the later calls), ``seed``,
 ``max_new_tokens``, ``temperature``. ``background`` and ``affinity`` mean nothing to a remote server.
 """
@@ -84,7 +85,8 @@ class OpenAICompatChatModel(StreamingChatModel):
     def _other_form(self, body: dict[str, Any], response: httpx.Response) -> dict[str, Any] | None:
         """The request again with the other schema form, when the server refused this one (else None)."""
         form = (body.get("response_format") or {}).get("type")
-        if form != "json_schema" or response.status_code not in (400, 422):
+        refused = response.status_code in (400, 422) or "response_format" in response.text  # (llama.cpp: 500)
+        if form != "json_schema" or not refused:
             return None
         object.__setattr__(self, "schema_form", "json_object")  # (a pydantic model: set past validation)
         schema = body["response_format"]["json_schema"]["schema"]

@@ -69,6 +69,7 @@ def server(settings: Settings) -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(timeout=20)
+    proc.stdout.close()
 
 
 @pytest.fixture(scope="module")

@@ -369,6 +369,52 @@ def plot(
     fig.savefig(path, dpi=110)
 
 
+GENERATE_REQUESTS = (
+    ("character", "A cheerful baker in a mountain village who sells honey bread."),
+    ("scene", "A small harbour at dawn with fishing boats and a fish market."),
+    ("quest", "Brom needs iron ore from the mine for a new sword."),
+    ("story", "A ghost story about the old mill."),
+)
+
+
+async def keep_generating(url: str, stop: asyncio.Event) -> dict[str, Any]:
+    """Content generation jobs, one after another (``POST /generate``, not saved), until ``stop``: the load a
+    content tool puts on the server while its players talk. What the jobs did is returned."""
+    done: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(timeout=30) as http:
+        i = 0
+        while not stop.is_set():
+            kind, prompt = GENERATE_REQUESTS[i % len(GENERATE_REQUESTS)]
+            i += 1
+            job = (
+                await http.post(f"{url}/generate", json={"kind": kind, "prompt": prompt, "seed": i, "save": False})
+            ).json()
+            while job.get("state") in ("queued", "running") and not stop.is_set():
+                await asyncio.sleep(0.5)  # a polling interval, not synchronisation
+                job = (await http.get(f"{url}/generate/{job['id']}")).json()
+            if job.get("state") in ("done", "failed"):
+                done.append({"kind": kind, "state": job["state"], "yielded": job["progress"]["yielded"],
+                             "seconds": (job.get("report") or {}).get("seconds")})  # fmt: skip
+    return {
+        "jobs_finished": len(done),
+        "jobs_done": sum(j["state"] == "done" for j in done),
+        "yields": sum(j["yielded"] for j in done),
+        "jobs": done,
+    }
+
+
+async def run_load_generating(
+    url: str, settings: Settings, args: argparse.Namespace, utterances: tuple[list[Utterance], Utterance, Utterance]
+) -> tuple[list[TurnResult], dict[str, Any]]:
+    stop = asyncio.Event()
+    generating = asyncio.create_task(keep_generating(url, stop))
+    try:
+        results = await run_load(url, args.sessions, args.turns, settings, args, utterances)
+    finally:
+        stop.set()
+    return results, await generating
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     utterances = make_utterances(settings)
     proc, url = (None, args.url) if args.url else start_server(settings)
@@ -376,6 +422,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         results: list[TurnResult] = []
         sweep: list[dict[str, Any]] = []
         soak_samples: list[dict[str, float]] = []
+        generation: dict[str, Any] = {}
+        if args.generate:
+            results, generation = asyncio.run(run_load_generating(url, settings, args, utterances))
         if args.sweep:
             for n in [int(x) for x in args.sweep.split(",")]:
                 rows = asyncio.run(run_load(url, n, args.turns, settings, args, utterances))
@@ -402,6 +451,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "turns": args.turns,
             "character": args.character,
             "barge_every": args.barge_every,
+            "generating": bool(args.generate),
             "llm": backend_name(settings),
             "asr": settings.asr.model,
             "min_silence_ms": settings.endpoint.min_silence_ms,
@@ -410,6 +460,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "summary": summary,
         "sweep": sweep,
         "soak": soak_samples,
+        "generation": generation,  # with --generate: the jobs that ran during the turns
         "turns": [asdict(r) for r in results],
     }
     write_json(args.json, data)

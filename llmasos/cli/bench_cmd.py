@@ -61,6 +61,9 @@ def register(sub: Any) -> None:
     lat.add_argument("--soak-s", type=float, default=1800.0, help="soak length in seconds (default 30 min)")
     lat.add_argument("--sample-s", type=float, default=10.0, help="soak sampling interval")
     lat.add_argument("--seed", type=int, default=7)
+    lat.add_argument(
+        "--generate", action="store_true", help="keep content generation jobs running on the server during the turns"
+    )
     lat.add_argument("--json", type=Path, default=Path("bench/results/latency.json"))
     lat.add_argument("--png", type=Path, default=Path("bench/results/latency.png"))
     lat.set_defaults(handler=_run_latency)

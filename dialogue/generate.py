@@ -31,12 +31,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, ValidationError
 
-from dialogue.characters import CharacterFile
 from dialogue.errors import DialogueError
 from dialogue.kinds import (
-    EMOTIONS,
     MODELS,
-    NAME,
     VOCABULARY,
     Kind,
     Known,
@@ -124,7 +121,7 @@ async def generate(
             if finish == "length":
                 raise _Rejected(f"the draft was cut off at {count} tokens (max_tokens {options.max_tokens})")
             draft = _parse(text)
-            content, repairs = finish_draft(kind, draft, known, request)
+            content, repairs = finish_draft(kind, draft, known)
             _refuse_echo(content, system)
         except _Rejected as exc:
             rejected.append(f"attempt {attempt} (seed {attempt_seed}): {exc}")
@@ -325,7 +322,7 @@ def _count(value: Any, low: int, high: int, what: str, repairs: list[str]) -> in
     return min(max(n, low), high)
 
 
-def finish_draft(kind: Kind, draft: dict[str, Any], known: Known, request: str) -> tuple[BaseModel, list[str]]:
+def finish_draft(kind: Kind, draft: dict[str, Any], known: Known) -> tuple[BaseModel, list[str]]:
     """The finished object and the repairs made; raises _Rejected when no repair makes it usable."""
     repairs: list[str] = []
     try:
@@ -546,9 +543,6 @@ def _refuse_echo(content: BaseModel, system: str) -> None:
 
 
 __all__ = [
-    "EMOTIONS",
-    "NAME",
-    "CharacterFile",
     "GenerateOptions",
     "Generated",
     "GenerationError",

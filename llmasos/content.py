@@ -71,12 +71,6 @@ class Library:
                 errors.append(exc)
         return found, errors
 
-    def quests(self) -> list[Quest]:
-        return [q for q in self.read("quest")[0] if isinstance(q, Quest)]
-
-    def stories(self) -> list[Story]:
-        return [s for s in self.read("story")[0] if isinstance(s, Story)]
-
     def scenes(self) -> list[Scene]:
         return [s for s in self.read("scene")[0] if isinstance(s, Scene)]
 
@@ -147,7 +141,7 @@ def scan_characters(settings: Settings) -> tuple[dict[str, Character], list[Cont
     generated_dir = lib.dir("character")
     if generated_dir.is_dir():
         more, more_errors = scan(generated_dir)
-        problems += [e for e in more_errors if "does not exist" not in str(e)]
+        problems += more_errors
         for cid, character in more.items():
             if cid in found:
                 problems.append(
@@ -155,15 +149,13 @@ def scan_characters(settings: Settings) -> tuple[dict[str, Character], list[Cont
                 )
             else:
                 found[cid] = character
-    quests, quest_errors = lib.read("quest")
-    stories, story_errors = lib.read("story")
+    quest_files, quest_errors = lib.read("quest")
+    story_files, story_errors = lib.read("story")
     problems += quest_errors + story_errors
+    quests = [q for q in quest_files if isinstance(q, Quest)]
+    stories = [s for s in story_files if isinstance(s, Story)]
     for cid, character in found.items():
-        found[cid] = attach(
-            character,
-            [q for q in quests if isinstance(q, Quest)],
-            [s for s in stories if isinstance(s, Story)],
-        )
+        found[cid] = attach(character, quests, stories)
     return dict(sorted(found.items())), problems
 
 
@@ -185,7 +177,6 @@ class Job:
     tokens: int = 0  # of the attempt in progress
     attempt: int = 0
     yielded: int = 0  # times it gave the model up to a conversation and started again
-    result: dict[str, Any] | None = None
     error: str | None = None
     files: list[str] = field(default_factory=list)
     generated: Generated | None = None
@@ -243,6 +234,10 @@ class TooManyJobs(Exception):
     pass
 
 
+class NoCharacter(ValueError):
+    """A quest was asked for, and there is no character to give it."""
+
+
 class Generations:
     """The server's generation jobs: queued, run one at a time in the background, kept a while when done."""
 
@@ -266,13 +261,14 @@ class Generations:
         self._one = asyncio.Lock()
 
     def start(self, kind: Kind, prompt: str, seed: int | None = None, save: bool = True) -> Job:
-        """A new job; ValueError for a bad request, TooManyJobs when the queue is full."""
+        """A new job; ValueError for a bad request (NoCharacter: a quest, and no character), TooManyJobs when the
+        queue is full."""
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
         if not prompt.strip():
             raise ValueError("the prompt is empty: say what to make")
         if kind == "quest" and not self.characters():
-            raise ValueError("a quest needs a giver, and there is no character")
+            raise NoCharacter("a quest needs a giver, and there is no character")
         if sum(j.state in ("queued", "running") for j in self.jobs.values()) >= self.max_jobs:
             raise TooManyJobs(f"{self.max_jobs} generation jobs are queued or running; try again later")
         job = Job(uuid.uuid4().hex, kind, prompt, random.randrange(2**31) if seed is None else seed, save)

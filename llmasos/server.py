@@ -45,7 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dialogue.actions import json_schema
 from dialogue.manager import DialogueManager
 from llmasos.auth import AuthError, authorize, load_secret, sign, verify
-from llmasos.content import Generations, TooManyJobs
+from llmasos.content import Generations, NoCharacter, TooManyJobs
 from llmasos.conversation import Conversation
 from llmasos.engine import Engine, load_engine
 from llmasos.http_api import ERRORS as _ERRORS
@@ -281,7 +281,7 @@ def create_app(
         key = settings.server.operator_key
         if not key:
             return error(404, "tokens_disabled", "minting tokens over HTTP is off: set server.operator_key")
-        if not hmac.compare_digest((_bearer(request) or "").encode(), key.encode()):
+        if not _operator(request, key):
             state.metrics.error("invalid_operator_key")
             return error(401, "invalid_operator_key", "this needs the operator key (Authorization: Bearer ...)")
         engine = state.engine
@@ -309,10 +309,10 @@ def create_app(
             state.generations = Generations(
                 engine.backend, engine.activity, lambda: engine.characters, settings, lambda _: engine.reload_content()
             )
-        if body.kind == "quest" and not engine.characters:
-            return error(409, "no_character", "a quest needs a giver, and there is no character")
         try:
             job = state.generations.start(body.kind, body.prompt, body.seed, body.save)
+        except NoCharacter as exc:
+            return error(409, "no_character", str(exc))
         except TooManyJobs as exc:
             return error(429, "too_many_jobs", str(exc), {"Retry-After": "10"})
         except ValueError as exc:
@@ -335,12 +335,10 @@ def create_app(
         """When auth is on: a valid player token, or the operator key."""
         if not secret:
             return None
-        bearer = _bearer(request) or ""
-        key = settings.server.operator_key
-        if key and hmac.compare_digest(bearer.encode(), key.encode()):
+        if _operator(request, settings.server.operator_key):
             return None
         try:
-            verify(secret, bearer)
+            verify(secret, _bearer(request) or "")
         except AuthError as exc:
             return error(exc.status, exc.code, exc.message)
         return None
@@ -499,6 +497,11 @@ def _bearer(request: Request) -> str | None:
     """The token of an ``Authorization: Bearer ...`` header, or None when there is none."""
     header = request.headers.get("authorization", "")
     return header[7:] if header.lower().startswith("bearer ") else None
+
+
+def _operator(request: Request, key: str | None) -> bool:
+    """The request carries the operator key (``Authorization: Bearer KEY``); never when no key is set."""
+    return bool(key) and hmac.compare_digest((_bearer(request) or "").encode(), (key or "").encode())
 
 
 def ice_servers(settings: Settings) -> tuple[IceServer, ...]:

@@ -327,7 +327,7 @@ def finish_draft(kind: Kind, draft: dict[str, Any], known: Known) -> tuple[BaseM
     repairs: list[str] = []
     try:
         data = _FINISHERS[kind](draft, known, repairs)
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
         raise _Rejected(f"the draft does not have the draft format: {exc!r}") from None
     try:
         content = MODELS[kind].model_validate(data)

@@ -218,3 +218,10 @@ def test_the_shipped_characters_fit_the_published_character_schema() -> None:
         import tomllib
 
         CharacterFile.model_validate(tomllib.loads(path.read_text()))
+
+
+async def test_a_story_draft_of_one_node_is_regenerated_not_a_crash() -> None:
+    one = {"title": "Short", "nodes": [{"id": "only", "text": "The end.", "choices": []}]}
+    model = _model(one, STORY)  # (an unconstrained backend can write fewer nodes than the draft schema allows)
+    got = await generate(model, "story", "a short story", KNOWN, constrained=False)
+    assert got.attempts == 2 and "draft format" in got.rejected[0]

@@ -1,15 +1,18 @@
 """The dialogue manager: one character talking with one player, on any LangChain chat model.
 
 ``reply()`` streams typed events: ReplySentence pieces for speech, ReplyAction for valid declared world
-actions (at their char offset in the spoken text), then ReplyDone. Actions come from inline markup (taken
-out of the text by the markup parser) or from native tool calls; both are validated against the character's
-declarations, and anything invalid is dropped and logged with its reason.
+actions (at their char offset in the spoken text), then ReplyDone. Actions come from the action chooser
+(``dialogue.choice``: what the player's words ask for, decided beside the reply and placed where the reply
+stands when it is known, its start for the cue chooser), from inline markup (taken out of the text by the
+markup parser) or from native tool calls; all are validated against the character's declarations, anything
+invalid is dropped and logged with its reason, and an action the chooser already chose is not done twice.
 
 History keeps what the player heard: after a reply, ``heard(chars)`` cuts the last reply to what was played.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -21,6 +24,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, BaseMessageChunk
 
 from dialogue.actions import ActionRejected, check_call, tool_definitions
+from dialogue.choice import ActionCall, ActionChooser
 from dialogue.markup import ActionMarkupParser
 from dialogue.prompt import PLAYER_NAMES, PromptInput, build_messages, context_text, own_names, scaffolding
 from dialogue.scaffold import ScaffoldFilter
@@ -57,6 +61,8 @@ class _Reply:
     said_until: int = 0  # where the last piece given for speech ends in the spoken text
     dropped: int = 0
     echoes: int = 0
+    choice: asyncio.Task[tuple[ActionCall, ...]] | None = None  # the chooser's, until its actions are given
+    chosen: set[str] = field(default_factory=set)  # actions given by the chooser (the model's are not repeated)
 
 
 @dataclass
@@ -67,10 +73,17 @@ class _ToolCall:
 
 
 class DialogueManager:
-    def __init__(self, backend: Backend, character: Character, options: ManagerOptions | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        character: Character,
+        options: ManagerOptions | None = None,
+        chooser: ActionChooser | None = None,
+    ) -> None:
         self._backend = backend
         self._character = character
         self._options = options or ManagerOptions()
+        self._chooser = chooser  # None: only the actions the model writes or calls
         self._history: list[HistoryEntry] = []
         self._exchanges = 0
         self._last_done: ReplyDone | None = None
@@ -142,8 +155,13 @@ class DialogueManager:
         self._last_done = None
         prompt = self._prompt(player_text, memories, world)
         reply = _Reply(on_first_token)
+        if self._chooser is not None and self._character.actions and player_text.strip():
+            reply.choice = asyncio.create_task(self._chooser.choose(self._character, player_text))
+            await asyncio.sleep(0)  # a chooser that needs no model has chosen before the first word
         recovery: Recovery = ""
         try:
+            for chosen in self._chosen(reply):
+                yield chosen
             async for event in self._attempt(build_messages(prompt), reply):
                 yield event
             if not reply.said and player_text.strip():
@@ -160,13 +178,34 @@ class DialogueManager:
                 reply.spoken[:] = [line]
                 recovery = "fallback"
                 yield ReplySentence(text=line, start_char=0)
+            if reply.choice is not None:
+                await asyncio.wait([reply.choice])
+                for chosen in self._chosen(reply):
+                    yield chosen
             done = ReplyDone(
                 full_text="".join(reply.spoken), dropped=reply.dropped, recovery=recovery, echoes=reply.echoes
             )
             self._last_done = done
             yield done
         finally:
+            if reply.choice is not None and not reply.choice.done():
+                reply.choice.cancel()
             self._record(player_text, "".join(reply.spoken), context_text(prompt))
+
+    def _chosen(self, reply: _Reply) -> list[ReplyAction]:
+        """The chooser's actions once it has chosen, placed where the spoken reply stands (once)."""
+        task = reply.choice
+        if task is None or not task.done():
+            return []
+        reply.choice = None
+        if task.cancelled():
+            return []
+        if (exc := task.exception()) is not None:  # a model that failed to choose: the reply goes on without
+            log.warning("action choice failed", extra={"character": self._character.id, "error": repr(exc)})
+            return []
+        at = len("".join(reply.spoken))
+        reply.chosen.update(c.name for c in task.result())
+        return [ReplyAction(name=c.name, args=c.args, at_char=at) for c in task.result()]
 
     async def _attempt(self, messages: list[BaseMessage], reply: _Reply) -> AsyncGenerator[ReplyEvent, None]:
         """One call of the model, streamed into ``reply``: markup out, scaffolding out, split for speech."""
@@ -205,7 +244,7 @@ class DialogueManager:
                 action = self._tool_action(call)
                 if action is None:
                     tool_drops += 1
-                else:
+                elif action.name not in reply.chosen:
                     yield action
         finally:
             reply.dropped += parser.dropped + tool_drops + echoes.dropped_actions
@@ -262,10 +301,11 @@ class DialogueManager:
             h.pop()
 
     def _pieces(self, pieces: list[str | ReplyAction], reply: _Reply, splitter: SentenceSplitter) -> list[ReplyEvent]:
-        events: list[ReplyEvent] = []
+        events: list[ReplyEvent] = list(self._chosen(reply))
         for piece in pieces:
             if isinstance(piece, ReplyAction):
-                events.append(piece)
+                if piece.name not in reply.chosen:
+                    events.append(piece)
                 continue
             reply.spoken.append(piece)
             events.extend(self._said(s, reply) for s in splitter.feed(piece))

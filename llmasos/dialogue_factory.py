@@ -7,6 +7,7 @@ every conversation, and each conversation gets its own DialogueManager.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from dialogue import Backend, Character, DialogueManager, ManagerOptions, SplitterOptions, find
 from dialogue.backends.hf import LocalModelOptions, load_local
 from dialogue.backends.openai_compat import OpenAICompatChatModel
+from dialogue.choice import ActionChooser, CueChooser, ModelChooser
 from dialogue.errors import BackendPreemptedError
 from dialogue.llamacpp import WorkerOptions, start_worker
 from dialogue.llamacpp import available as llamacpp_available
@@ -23,6 +25,8 @@ from llmasos.activity import Activity, Yielded
 from llmasos.errors import ConfigError
 from llmasos.models import DEFAULTS, ModelStore, Role, get_spec, resolve
 from llmasos.settings import Settings
+
+log = logging.getLogger(__name__)
 
 PACKAGED_CHARACTERS = Path(__file__).parent / "characters"
 PACKAGED_ROOMS = Path(__file__).parent / "rooms"
@@ -168,6 +172,18 @@ def manager_options(settings: Settings) -> ManagerOptions:
     )
 
 
+def build_chooser(settings: Settings, backend: Backend) -> ActionChooser | None:
+    """The action chooser ``llm.action_choice`` names (None: only the actions the model writes or calls)."""
+    choice = settings.llm.action_choice
+    if choice == "model" and backend.structured_output:
+        return ModelChooser(backend.model)
+    if choice == "model":
+        log.warning(
+            "action choice by the model needs constrained output: cues instead", extra={"backend": backend.name}
+        )
+    return CueChooser() if choice != "markup" else None
+
+
 def build_manager(settings: Settings, backend: Backend, character: Character) -> DialogueManager:
     """A new conversation's dialogue manager (cheap: the model is in ``backend``)."""
-    return DialogueManager(backend, character, manager_options(settings))
+    return DialogueManager(backend, character, manager_options(settings), build_chooser(settings, backend))

@@ -174,6 +174,10 @@ class LLMSettings(_Section):
     history_turns: int = Field(6, ge=0, le=100)  # at most this many exchanges in the prompt (trimmed to half)
     clause_min_words: int = Field(4, ge=1, le=100)  # speak a clause early once it has this many words
     native_tools: bool = True  # openai backend: world actions as tool calls; False: inline action markup
+    # who picks the world action the player asks for, beside the reply (dialogue.choice): "cues" (request forms
+    # and cue words, no model: reliable with small models), "model" (a grammar-constrained choice by the LLM;
+    # cues on a backend without constrained output), "markup" (only what the model writes or calls itself)
+    action_choice: Literal["cues", "model", "markup"] = "cues"
     cache_converted: bool = True  # keep the packaged GGUF's dequantized copy in data_dir (~0.5 GB; fast starts)
     # llama.cpp: the packaged Q4_1 file re-encoded once into this type (cached in data_dir): q8_0 computes a
     # prompt ~1.7x faster on AVX2/AVX-512 CPUs and keeps the 4-bit weights' values; "packaged": as shipped

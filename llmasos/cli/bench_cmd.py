@@ -1,4 +1,4 @@
-"""`llmasos bench voice|dialogue|latency|turn|room|generate`: measure speed and memory; JSON + a Markdown table."""
+"""`llmasos bench voice|dialogue|latency|turn|room|generate|actions`: measure speed and memory; JSON + tables."""
 
 from __future__ import annotations
 
@@ -48,6 +48,11 @@ def register(sub: Any) -> None:
     g.add_argument("--json", type=Path, default=Path("bench/results/generate.json"))
     g.add_argument("--markdown", type=Path, default=Path("bench/results/generate.md"))
     g.set_defaults(handler=_run_generate)
+    a = bsub.add_parser("actions", help="action choice on labelled requests: right action and arguments, chit-chat")
+    a.add_argument("--model", action="store_true", help="also measure the grammar-constrained choice on the LLM")
+    a.add_argument("--json", type=Path, default=Path("bench/results/actions.json"))
+    a.add_argument("--markdown", type=Path, default=Path("bench/results/actions.md"))
+    a.set_defaults(handler=_run_actions)
     lat = bsub.add_parser("latency", help="voice-to-voice and barge-in at the client, N sessions, per-stage join")
     lat.add_argument("--url", default=None, help="a running server (default: start one)")
     lat.add_argument("--sessions", type=int, default=1)
@@ -91,6 +96,12 @@ def _run_generate(args: argparse.Namespace, settings: Settings) -> int:
     from llmasos.bench import generate
 
     return generate.run(args, settings)
+
+
+def _run_actions(args: argparse.Namespace, settings: Settings) -> int:
+    from llmasos.bench import actions
+
+    return actions.run(args, settings)
 
 
 def _run_room(args: argparse.Namespace, settings: Settings) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -98,10 +99,23 @@ async def test_manager_options_and_summariser(tmp_path: Path) -> None:
     backend = Backend("fake", model)
     manager = build_manager(s, backend, load_character(s, "blacksmith"))
     pieces = [e async for e in manager.reply("hi")]
-    assert len(pieces) == 3  # two sentences (no clause cut at 50 words), then done
+    # the greeting waves (the action chooser, by default), then two sentences (no clause cut at 50 words), done
+    assert [type(p).__name__ for p in pieces] == ["ReplyAction", "ReplySentence", "ReplySentence", "ReplyDone"]
     summary = await summariser(backend)(["player: I like tea", "Brom: Good."])
     assert summary == "Ann likes tea."
     assert model.calls[1][-1].text == "player: I like tea\nBrom: Good."
+
+
+def test_the_action_chooser_is_the_one_configured(tmp_path: Path) -> None:
+    from dialogue.choice import CueChooser, ModelChooser
+    from llmasos.dialogue_factory import build_chooser
+
+    plain, constrained = Backend("fake", ScriptedChatModel(scripts=[])), Backend("fake", ScriptedChatModel(scripts=[]))
+    constrained = dataclasses.replace(constrained, structured_output=True)
+    assert isinstance(build_chooser(settings(tmp_path), plain), CueChooser)
+    assert isinstance(build_chooser(settings(tmp_path, action_choice="model"), constrained), ModelChooser)
+    assert isinstance(build_chooser(settings(tmp_path, action_choice="model"), plain), CueChooser)  # no grammar
+    assert build_chooser(settings(tmp_path, action_choice="markup"), plain) is None
 
 
 async def test_a_preempted_summary_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,6 +28,7 @@ from rtc.protocol import (
     FocusMessage,
     InterruptMessage,
     PingMessage,
+    PlayedMessage,
     PongMessage,
     TextMessage,
     WorldMessage,
@@ -140,6 +141,14 @@ class World:
 
 
 @dataclass(frozen=True)
+class Played:
+    """How far this person's client has played turn ``turn``'s reply audio."""
+
+    turn: int
+    at_ms: int
+
+
+@dataclass(frozen=True)
 class ActionResult:
     """How a world action of turn ``turn`` turned out in the game."""
 
@@ -160,6 +169,7 @@ Heard = (
     | ListenerBroke
     | World
     | ActionResult
+    | Played
     | Typed
     | Interrupt
     | Focus
@@ -351,5 +361,7 @@ class Participant:
             self._host.heard(self, World(tuple(f.strip() for f in item.facts if f.strip())))
         elif isinstance(item, ActionResultMessage):
             self._host.heard(self, ActionResult(item.turn, item.action, item.ok, (item.reason or "").strip()))
+        elif isinstance(item, PlayedMessage):
+            self._host.heard(self, Played(item.turn, item.at_ms))
         elif isinstance(item, PingMessage):
             self.send(PongMessage(id=item.id))

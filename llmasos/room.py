@@ -35,6 +35,7 @@ from llmasos.participant import (
     NotHeard,
     Partial,
     Participant,
+    Played,
     SpeechBegan,
     SpeechEnded,
     SpeechWentOn,
@@ -255,6 +256,8 @@ class Room:
             self.worlds[player] = " ".join(_sentence(fact) for fact in event.facts)
         elif isinstance(event, ActionResult):
             self._action_result(p, event)
+        elif isinstance(event, Played):
+            self._played(p, event)
 
     def _final(self, p: Participant, event: Final) -> None:
         player, text = p.id, event.text
@@ -296,6 +299,17 @@ class Room:
             if seat.id != decision.character:
                 seat.answer_carried(p.id)
         self.seats[decision.character].answer(self._ask(p, text), timeline, typed=typed)
+
+    def _played(self, p: Participant, event: Played) -> None:
+        """The client's playback of a turn: the turn's heard text and action release follow the person it speaks
+        to (a report for a turn that is over, or from a bystander, changes nothing)."""
+        owner = self.numbers.owner(event.turn)
+        seat = self.seats.get(owner) if owner is not None else None
+        turn = seat.turn if seat is not None else None
+        if seat is None or turn is None or turn.number != event.turn:
+            return
+        if seat.player in (None, p.id) or len(self.participants) == 1:
+            turn.report_played(event.at_ms)
 
     def _action_result(self, p: Participant, event: ActionResult) -> None:
         """The game says how a world action turned out: the character that acted hears it."""

@@ -19,17 +19,18 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel
 
 from dialogue.types import ReplyAction, ReplyDone, ReplyEvent, ReplySentence
-from rtc.protocol import ActionMessage, ReplyMessage, SpokenWord, StateMessage, WordsMessage
+from rtc.protocol import ActionMessage, ReplyMessage, SpokenWord, StateMessage, VisemeId, VisemeMessage, WordsMessage
 from voice.audio import Resampler, float_to_s16, s16_to_float
 from voice.tts import voiced_range
 from voice.types import TTS, TTSChunk
+from voice.visemes import timed_visemes
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,9 @@ class Turn:
         self._action_tasks: set[asyncio.Task[None]] = set()
         self._pending_actions: list[ReplyAction] = []
         self._words: list[tuple[int, float]] = []  # (reply char_start, ms into the reply audio) per word
+        # the client's own playback, when it reports it (``report_played``): (ms into the reply audio, loop time)
+        self._client: tuple[float, float] | None = None
+        self._reported = asyncio.Event()  # set (and replaced) at each report
 
     # ---- held turns --------------------------------------------------------------------------------------------
 
@@ -161,9 +165,25 @@ class Turn:
 
     # ---- what was heard ----------------------------------------------------------------------------------------
 
+    def report_played(self, at_ms: int) -> None:
+        """The client says it has played ``at_ms`` of this reply's audio (it runs behind the encoder by the
+        network and its jitter buffer): from now on its playback is what counts as heard."""
+        self._client = (float(at_ms), asyncio.get_running_loop().time())
+        reported, self._reported = self._reported, asyncio.Event()
+        reported.set()
+
+    def played_ms(self) -> float:
+        """How much of this reply's audio the player has heard: the client's report, carried forward at real
+        speed since it came, never past what the encoder took; without reports, what the encoder took."""
+        encoder = (self._speaker.played_samples - self._start_sample) * 1000.0 / OUT_RATE
+        if self._client is None:
+            return encoder
+        at_ms, at_time = self._client
+        return min(encoder, at_ms + (asyncio.get_running_loop().time() - at_time) * 1000.0)
+
     def heard_text(self) -> str:
         """The reply text up to the last word whose audio was fully played."""
-        played = self._speaker.played_samples
+        played = self._start_sample + int(self.played_ms() * OUT_RATE / 1000.0)
         i = bisect.bisect_right(self._word_ends, played)
         if i == 0:
             return ""
@@ -268,6 +288,8 @@ class Turn:
                 first.add_done_callback(self._first_audio_played)
             if spoken:  # captions: when each word is heard, ahead of playback
                 self.send(WordsMessage(turn=self.number, words=spoken))
+            if mouth := _visemes(chunk, chunk_offset_ms):  # and the mouth shapes of its phonemes
+                self.send(VisemeMessage(turn=self.number, at_ms=mouth[0], visemes=mouth[1]))
             await self._speaker.write(pcm)
         if resampler is not None:
             tail = resampler.flush()
@@ -303,14 +325,25 @@ class Turn:
         played = self._speaker.wait_played(self._start_sample + max(1, offset_samples))
 
         async def release() -> None:
-            if await played:
-                self.send(message)
+            if not await played:
+                return
+            # a client that reports its playback runs behind the encoder: the action waits for it, until its
+            # next report or the time its playback should take to get there, whichever comes first
+            deadline = asyncio.get_running_loop().time() + CLIENT_LAG_MAX_MS / 1000.0
+            while self._client is not None and (ahead := at_ms - self.played_ms()) > 0:
+                wait = min(ahead / 1000.0, deadline - asyncio.get_running_loop().time())
+                if wait <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._reported.wait(), wait)
+            self.send(message)
 
         task = asyncio.create_task(release(), name=f"turn-{self.number}-action-{action.name}")
         self._action_tasks.add(task)
         task.add_done_callback(self._action_tasks.discard)
 
 
+CLIENT_LAG_MAX_MS = 2000.0  # an action waits at most this long for a reporting client's playback to reach it
 ONSET_LEVEL = 300  # int16: about -40 dBFS; below it the voice has not started yet
 ONSET_KEEP_MS = 5.0  # kept before the first sound, so it does not start with a click
 
@@ -319,6 +352,17 @@ def leading_silence(pcm: npt.NDArray[np.int16], sample_rate: int) -> int:
     """How many samples of silence ``pcm`` starts with (less a few ms kept before the first sound)."""
     first, _ = voiced_range(pcm, ONSET_LEVEL)  # 0 when all of it is quiet
     return max(0, first - int(ONSET_KEEP_MS * sample_rate / 1000))
+
+
+def _visemes(chunk: TTSChunk, offset_ms: float) -> tuple[int, list[tuple[int, VisemeId]]] | None:
+    """A chunk's visemes as (its start in the reply audio, [(ms after it, id)]): from the voice, else spread over
+    its word timings by their letters; None when it has neither."""
+    timed = chunk.visemes or timed_visemes(chunk.words)
+    if not timed:
+        return None
+    at = max(0, round(offset_ms))
+    shift = offset_ms - chunk.start_ms - at
+    return at, [(max(0, round(ms + shift)), cast(VisemeId, v)) for ms, v in timed]
 
 
 def _to_reply(tts_char: int, offsets: list[tuple[int, int]]) -> int:

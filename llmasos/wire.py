@@ -12,7 +12,7 @@ from llmasos.participant import Participant
 from rtc.protocol import AddressedMessage, RoomMessage, TranscriptMessage
 from rtc.protocol import Participant as ParticipantInfo
 
-_STAMPED = ("state", "reply", "words", "action", "interrupted", "metrics", "error")  # a character's messages
+_STAMPED = ("state", "reply", "words", "viseme", "action", "interrupted", "metrics", "error")  # a character's messages
 
 
 class Wire:

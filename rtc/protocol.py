@@ -1,9 +1,9 @@
 """The data-channel protocol: JSON objects with a `type`, on a channel labelled `events`.
 
-Server to client: session, state, transcript, reply, words, action, interrupted, metrics, error, pong; in a room
+Server to client: session, state, transcript, reply, words, viseme, action, interrupted, metrics, error, pong; in a room
 also addressed and room (and `speaker`/`name` on transcripts, `character` on a character's messages).
 Client to server: text, interrupt, ping, focus, world (what the game knows now), action_result (how a world
-action turned out).
+action turned out), played (how far the client has played a reply's audio).
 
 `schemas()` returns the JSON Schema of each direction; docs/protocol/*.schema.json are generated from it
 (client authors for Unity, Unreal and WebXR read those files).
@@ -112,6 +112,22 @@ class WordsMessage(_Message):
     character: str | None = None  # in a room: who speaks
 
 
+VisemeId = Literal["sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "IH", "OH", "OU"]
+
+
+class VisemeMessage(_Message):
+    """Mouth shapes for a stretch of the reply's speech, sent with its `words`, ahead of playback: `at_ms` is
+    where the stretch starts in the reply audio, each `[offset_ms, id]` a shape's onset after it (ids: the 15
+    visemes of OpenXR XR_META_face_tracking_visemes; `sil` closes the mouth). After an `interrupted`, drop the
+    turn's visemes not yet due."""
+
+    type: Literal["viseme"] = "viseme"
+    turn: int
+    at_ms: int = Field(ge=0)
+    visemes: list[tuple[int, VisemeId]]
+    character: str | None = None  # in a room: who speaks
+
+
 class InterruptedMessage(_Message):
     """The reply was cut (barge-in or `interrupt`): `heard` is what the user heard and what is remembered."""
 
@@ -196,6 +212,7 @@ ServerMessage = Annotated[
     | ReplyMessage
     | ActionMessage
     | WordsMessage
+    | VisemeMessage
     | InterruptedMessage
     | MetricsMessage
     | AddressedMessage
@@ -257,12 +274,25 @@ class ActionResultMessage(_Message):
     reason: Annotated[str, Field(max_length=MAX_REASON_CHARS)] | None = None
 
 
-AnyClientMessage = TextMessage | InterruptMessage | PingMessage | FocusMessage | WorldMessage | ActionResultMessage
+class PlayedMessage(_Message):
+    """How far the client has actually played turn `turn`'s reply audio (`at_ms` into it, on the clock of
+    `action.at_ms` and `words`): sent a few times a second while it plays, and when playback stops. When a client
+    sends it, what was heard (after a barge-in: the history and memory) and when actions are released follow
+    the client's playback instead of the server's encoder, which runs ahead by the network and jitter buffer."""
+
+    type: Literal["played"]
+    turn: int = Field(ge=1)
+    at_ms: int = Field(ge=0, le=3_600_000)
+
+
+AnyClientMessage = (
+    TextMessage | InterruptMessage | PingMessage | FocusMessage | WorldMessage | ActionResultMessage | PlayedMessage
+)
 ClientMessage = Annotated[AnyClientMessage, Field(discriminator="type")]
 
 _client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 _server_adapter: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
-CLIENT_TYPES = ("text", "interrupt", "ping", "focus", "world", "action_result")
+CLIENT_TYPES = ("text", "interrupt", "ping", "focus", "world", "action_result", "played")
 
 
 def parse_client_message(raw: str | bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> AnyClientMessage:

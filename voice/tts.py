@@ -8,7 +8,8 @@ in progress finishes in its thread and is discarded.
 Word timings: Piper's alignment output needs a patched model, so words are placed in proportion to their
 phoneme count (from the voice's own phonemizer; letters when its words do not line up with the text's) plus a
 pause for punctuation, inside the voiced part of each sentence's audio. Good enough to time gestures and
-visemes to a word; exact per-phoneme timing would need the alignment output.
+visemes to a word; exact per-phoneme timing would need the alignment output. Visemes (``voice.visemes``): each
+word's phonemes spread over its span.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from voice.audio import float_to_s16
 from voice.errors import ModelLoadError, SynthesisError
 from voice.sentences import SentenceSplitter, Span
 from voice.types import PCM, TTSChunk, VoiceStyle, WordTiming
+from voice.visemes import timed_visemes
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +88,20 @@ class PiperTTS:
         log.info("piper voice loaded", extra={"voice": path.name, "cuda": options.use_cuda})
         return cls(voice, options)
 
-    def phoneme_counts(self, text: str) -> list[int] | None:
-        """Phonemes per whitespace-separated word of ``text``, or None when the phonemizer's words differ."""
+    def phonemes(self, text: str) -> list[str] | None:
+        """The phonemes of each whitespace-separated word of ``text`` (espeak IPA), or None when the
+        phonemizer's words differ from the text's."""
         try:
             sentences = self._voice.phonemize(text)
         except Exception:  # an alignment aid only: never fail speech for it
             return None
         words = " ".join("".join(p) for p in sentences).split()
-        counts = [sum(1 for c in w if c.isalpha() and c not in _STRESS_AND_LENGTH) for w in words]
-        return counts if len(counts) == len(text.split()) else None
+        return words if len(words) == len(text.split()) else None
+
+    def phoneme_counts(self, text: str) -> list[int] | None:
+        """Phonemes per whitespace-separated word of ``text``, or None when the phonemizer's words differ."""
+        words = self.phonemes(text)
+        return None if words is None else _counts(words)
 
     def synthesize_sync(self, text: str) -> PCM:
         """Speech for one piece of text as mono int16 (blocking)."""
@@ -114,12 +121,12 @@ class PiperTTS:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.synthesize_sync, text)
 
-    async def _synthesize_timed(self, text: str) -> tuple[PCM, list[int] | None]:
+    async def _synthesize_timed(self, text: str) -> tuple[PCM, list[str] | None]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._synthesize_timed_sync, text)
 
-    def _synthesize_timed_sync(self, text: str) -> tuple[PCM, list[int] | None]:
-        return self.synthesize_sync(text), self.phoneme_counts(text)
+    def _synthesize_timed_sync(self, text: str) -> tuple[PCM, list[str] | None]:
+        return self.synthesize_sync(text), self.phonemes(text)
 
     async def stream(self, text_chunks: AsyncIterator[str]) -> AsyncIterator[TTSChunk]:
         """Speech chunks, one per sentence, as soon as each sentence is complete."""
@@ -128,11 +135,13 @@ class PiperTTS:
         start_ms = 0.0
         try:
             while (span := await spans.get()) is not None:
-                pcm, weights = await self._synthesize_timed(span.text)
+                pcm, phonemes = await self._synthesize_timed(span.text)
                 if not len(pcm):
                     continue
-                words = estimate_word_timings(span, pcm, self.sample_rate, start_ms, weights)
-                chunk = TTSChunk(pcm, self.sample_rate, span.text, span.start, span.end, start_ms, words)
+                counts = None if phonemes is None else _counts(phonemes)
+                words = estimate_word_timings(span, pcm, self.sample_rate, start_ms, counts)
+                mouth = timed_visemes(words, phonemes, end_ms=start_ms + voiced_range(pcm)[1] * 1000 / self.sample_rate)
+                chunk = TTSChunk(pcm, self.sample_rate, span.text, span.start, span.end, start_ms, words, mouth)
                 start_ms += chunk.duration_ms
                 yield chunk
             await reader  # re-raise a failure of the text source
@@ -160,6 +169,10 @@ class PiperTTS:
         """Stop the synthesis thread (a styled view's close does nothing: close its ``origin``)."""
         if self._owner:
             self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _counts(words: list[str]) -> list[int]:
+    return [sum(1 for c in w if c.isalpha() and c not in _STRESS_AND_LENGTH) for w in words]
 
 
 def voiced_range(pcm: PCM, threshold: int = 300) -> tuple[int, int]:

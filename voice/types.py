@@ -150,7 +150,8 @@ class TTSChunk:
     """Speech for ``text`` (chars ``char_start:char_end`` of everything streamed so far).
 
     ``pcm``: mono int16 at ``sample_rate``. ``start_ms`` is the chunk's offset in the reply's audio.
-    ``words`` are estimated where the engine gives no alignment.
+    ``words`` are estimated where the engine gives no alignment. ``visemes``: (ms, id) mouth-shape onsets on the
+    same clock as ``words`` (``voice.visemes``), empty when the engine cannot say.
     """
 
     pcm: PCM
@@ -160,6 +161,7 @@ class TTSChunk:
     char_end: int
     start_ms: float
     words: tuple[WordTiming, ...] = field(default=())
+    visemes: tuple[tuple[float, str], ...] = field(default=())
 
     @property
     def duration_ms(self) -> float:

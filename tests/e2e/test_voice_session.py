@@ -77,6 +77,24 @@ async def test_spoken_question_gets_a_spoken_answer(server: object, speak: Calla
             assert stage in metrics["timeline_ms"]
 
 
+async def test_a_spoken_request_gets_its_action_and_the_voice_its_visemes(
+    server: object, speak: Callable[[str], np.ndarray]
+) -> None:
+    """The packaged model writes no action markup: the action chooser performs what was asked, on playback."""
+    async with await VoiceClient.connect(server.url, character="blacksmith", player="e2e-wave", greet=False) as client:  # type: ignore[attr-defined]
+        await client.wait_for("state", state="listening", timeout_s=60)
+        spoken_at = await client.say(speak("Hand me the hammer, please."))
+        _, action = await client.wait_for("action", since=spoken_at, timeout_s=120)
+        assert (action["name"], action["args"]) == ("give_item", {"item": "hammer", "target": "player"})
+        assert action["at_ms"] < 100  # at the first word: performed as the character starts to speak
+        _, reply = await client.wait_for("reply", final=True, turn=action["turn"], timeout_s=120)
+        visemes = [m for m in client.of_type("viseme", since=spoken_at) if m["turn"] == action["turn"]]
+        assert visemes and len(visemes) == len([m for m in client.of_type("words") if m["turn"] == action["turn"]])
+        shapes = {v for m in visemes for _, v in m["visemes"]}
+        assert "sil" in shapes and shapes & {"aa", "E", "IH", "OH", "OU"}  # the mouth opens and closes
+        assert len(client.of_type("action", since=spoken_at)) == 1  # once, however the model wrote its reply
+
+
 async def test_human_speech_clip(server: object) -> None:
     pcm = float_to_s16(decode_file(DATA / "jfk.flac", 48_000))
     async with await VoiceClient.connect(server.url, character="museum_guide", player="e2e-jfk") as client:  # type: ignore[attr-defined]

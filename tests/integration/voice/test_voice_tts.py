@@ -96,3 +96,31 @@ async def test_cancel_mid_reply_stops_reading_and_speaking(tts: PiperTTS) -> Non
 async def test_empty_and_punctuation_only_text_gives_no_audio(tts: PiperTTS) -> None:
     assert [c async for c in tts.stream(_tokens(""))] == []
     assert [c async for c in tts.stream(_tokens("... !"))] == []
+
+
+async def test_visemes_follow_the_voice_s_phonemes_and_its_audio(tts: PiperTTS) -> None:
+    from voice.visemes import VISEMES
+
+    chunks = [c async for c in tts.stream(_tokens("Good morning, traveller. Maybe some bread?"))]
+    open_mouth = voiced = 0
+    for c in chunks:
+        assert c.visemes and {v for _, v in c.visemes} <= set(VISEMES)
+        onsets = [ms for ms, _ in c.visemes]
+        assert onsets == sorted(onsets) and onsets[0] == pytest.approx(c.words[0].start_ms, abs=0.1)
+        assert c.visemes[-1][1] == "sil" and onsets[-1] <= c.start_ms + c.duration_ms
+        # the mouth opens where the voice is: 10 ms windows under a vowel's viseme are voiced (consonants such as
+        # s, f, t may be quiet)
+        level = np.abs(c.pcm.astype(np.int32))
+        window = c.sample_rate // 100
+        for (start, v), (end, _) in zip(c.visemes, c.visemes[1:], strict=False):
+            if v not in ("aa", "E", "IH", "OH", "OU"):
+                continue
+            for ms in np.arange(start, end, 10.0):
+                i = int((ms - c.start_ms) * c.sample_rate / 1000)
+                open_mouth += 1
+                voiced += int(level[i : i + window].max(initial=0) > 300)
+    # words from the voice's own phonemizer: "morning" and "maybe" close the lips (m) at their start
+    shapes = [v for c in chunks for _, v in c.visemes]
+    assert shapes.count("PP") >= 2
+    print(f"open-mouth windows voiced: {voiced}/{open_mouth}")
+    assert voiced / open_mouth >= 0.9

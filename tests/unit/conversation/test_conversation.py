@@ -11,7 +11,7 @@ from fakes import RATE, WORD_MS, FakeVoice, make_conversation, play_until_final,
 
 from llmasos.turn import ONSET_KEEP_MS
 from rtc.errors import ProtocolError
-from rtc.protocol import PingMessage, TextMessage
+from rtc.protocol import PingMessage, PlayedMessage, TextMessage
 from voice.types import SpeechStarted, Transcript
 
 pytestmark = pytest.mark.unit
@@ -192,5 +192,41 @@ async def test_the_voice_s_silent_onset_is_not_played_and_timings_follow() -> No
     assert final["text"] == "Welcome to my forge. Swords are here."
     (action,) = t.of("action")
     assert action["at_ms"] == ONSET_KEEP_MS  # with the first word, 5 ms in: the cut silence moved the timings
+    t.closed.set()
+    await task
+
+
+async def test_with_played_reports_the_heard_text_is_what_the_client_played() -> None:
+    # the client plays well behind the encoder (a long jitter buffer): it says how far it got
+    conv, t, listener, memory, manager = make_conversation("One two three four five six seven eight.")
+    task = await start(conv)
+    listener.events.put_nowait(Transcript("Count", "en", final=True, utterance=0))
+    speaking = await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking")
+    await t.play(16)  # the encoder took 320 ms: three words
+    t.inbox.put_nowait(PlayedMessage(type="played", turn=speaking["turn"], at_ms=110))  # the client: one word
+    t.inbox.put_nowait(PingMessage(type="ping", id="after-played"))  # messages are handled in order
+    await t.until(lambda m: m["type"] == "pong")
+    listener.events.put_nowait(SpeechStarted(at_s=5.0))
+    interrupted = await t.until(lambda m: m["type"] == "interrupted")
+    assert interrupted["heard"] == "One"
+    t.closed.set()
+    await task
+    assert manager.history[-1].text == "One"
+    assert memory.items[-1].text == "Brom said: One"
+
+
+async def test_with_played_reports_an_action_waits_for_the_client_s_playback() -> None:
+    conv, t, listener, *_ = make_conversation("One two. [nod] Three four five six.")
+    task = await start(conv)
+    listener.events.put_nowait(Transcript("Nod", "en", final=True, utterance=0))
+    speaking = await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking")
+    t.inbox.put_nowait(PlayedMessage(type="played", turn=speaking["turn"], at_ms=0))
+    t.inbox.put_nowait(PingMessage(type="ping", id="after-played"))
+    await t.until(lambda m: m["type"] == "pong")
+    await t.play(15)  # the encoder is past the nod (200 ms), the client reported nothing past 0
+    assert not t.of("action")
+    t.inbox.put_nowait(PlayedMessage(type="played", turn=speaking["turn"], at_ms=210))
+    action = await t.until(lambda m: m["type"] == "action")
+    assert action["name"] == "nod" and action["at_ms"] == 200
     t.closed.set()
     await task

@@ -125,3 +125,22 @@ async def test_word_timings_follow_the_voice_for_captions() -> None:
     assert min(i for i, m in enumerate(t.sent) if m["type"] == "words") > speaking
     t.closed.set()
     await task
+
+
+async def test_visemes_come_with_the_words_on_the_reply_audio_clock() -> None:
+    conversation, t, *_ = make_conversation("Aye, a fine blade. It costs ten gold.")
+    task = await start(conversation)
+    t.inbox.put_nowait(TextMessage(type="text", text="How much?"))
+    await play_until_final(t)
+    visemes = t.of("viseme")
+    assert len(visemes) == len(t.of("words")) and all(m["turn"] == 1 for m in visemes)
+    onsets = [m["at_ms"] + ms for m in visemes for ms, _ in m["visemes"]]
+    assert onsets == sorted(onsets)
+    words = [w for m in t.of("words") for w in m["words"]]
+    # each stretch's shapes start at its first word and close the mouth by its last word's end
+    for m, first in zip(visemes, [ws["words"][0] for ws in t.of("words")], strict=True):
+        assert m["at_ms"] <= first["at_ms"] and m["visemes"][-1][1] == "sil"
+    assert words[-1]["end_ms"] == visemes[-1]["at_ms"] + visemes[-1]["visemes"][-1][0]
+    assert {v for m in visemes for _, v in m["visemes"]} >= {"aa", "sil", "DD"}
+    t.closed.set()
+    await task

@@ -182,7 +182,10 @@ def choose_by_cues(character: Character, text: str) -> tuple[ActionCall, ...]:
 
 
 def _normal(text: str) -> str:
-    return re.sub(r"\s+", " ", text.lower().replace("\u2019", "'"))
+    """Lower case, one kind of apostrophe, hyphens between letters as spaces (speech recognition writes
+    "hand-me"), single spaces."""
+    text = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", text.lower().replace("\u2019", "'"))
+    return re.sub(r"\s+", " ", text)
 
 
 def _names_pattern(c: Character) -> str:

@@ -299,7 +299,7 @@ class Generations:
                         options=self.options,
                         on_progress=progress,
                         constrained=self.backend.structured_output,
-                        call_options={"background": True},
+                        call_options={"background": True, "idle": True},  # yields to warm-ups too
                     )
 
                 try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from llmasos.ids import CHARACTER_ID, PLAYER_ID
 
@@ -56,14 +56,22 @@ class TokenAnswer(BaseModel):
 
 class GenerateRequest(BaseModel):
     """A content generation job (`POST /generate`): what to make, in words; ``save``: written where the server
-    finds it, so a new character can be talked to (and a scene's room joined) once the job is done."""
+    finds it, so a new character can be talked to (and a scene's room joined) once the job is done. A seed of
+    `false` or a `save` of `0` is refused, not taken for 0 and false."""
 
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["character", "quest", "scene", "story"]
     prompt: str = Field(min_length=1, max_length=600, pattern=r"\S")
     seed: int | None = Field(None, ge=0, lt=2**31)  # the same seed and prompt make the same object
-    save: bool = True
+    save: StrictBool = True
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _no_bool_seed(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("a seed is an integer, not true or false")
+        return value
 
 
 class OfferAnswer(BaseModel):

@@ -64,6 +64,7 @@ from llmasos.ids import PLAYER_ID, unknown_characters
 from llmasos.metrics import Metrics
 from llmasos.room import Room
 from llmasos.settings import Settings
+from llmasos.world import LayoutError, layout, vendor_problems
 from rtc import PeerOptions, PeerSession, SignalingError
 from rtc.peer import IceServer
 from rtc.protocol import ErrorMessage, SessionMessage
@@ -183,6 +184,34 @@ def create_app(
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(WEB / "index.html")
+
+    vendor = vendor_problems(WEB / "vendor")
+    if vendor:
+        log.error("the 3D client's vendored three.js is not as pinned", extra={"problems": "; ".join(vendor)})
+
+    @app.get("/world", include_in_schema=False)
+    async def world_page() -> Response:
+        """The 3D/WebXR client (three.js, vendored and checked at start: nothing comes from elsewhere)."""
+        if vendor:
+            text = "The 3D client cannot start: " + "; ".join(vendor) + ". Reinstall the package."
+            return Response(text, status_code=500, media_type="text/plain")
+        return FileResponse(WEB / "world.html")
+
+    @app.get("/world/layout", responses=_ERRORS)
+    async def world_layout(character: str | None = None, room: str | None = None, scene: str | None = None) -> Any:
+        """The scene the 3D client draws for a 1:1 session with `character`, a `room`, or a `scene`: named places
+        (metres on the floor), props and where each character stands."""
+        if state.engine is None:
+            return error(503, "loading", "the server is still loading")
+        from llmasos.content import library
+
+        scenes = {sc.id: sc for sc in library(settings).scenes()}
+        try:
+            return layout(
+                state.engine.characters, state.engine.rooms, scenes, character=character, room=room, scene=scene
+            )
+        except LayoutError as exc:
+            return error(404, "not_found", str(exc))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

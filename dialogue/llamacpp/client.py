@@ -7,8 +7,8 @@ reply with a BackendError at once; while the supervisor restarts it, new request
 ``start_wait_s``) instead of failing.
 
 Keyword arguments of a call: ``background=True`` (memory summaries, warm-ups: yields to replies, raises
-BackendPreemptedError), ``max_new_tokens``, ``affinity`` (a conversation id), ``json_schema`` (constrained
-output).
+BackendPreemptedError), ``idle=True`` (generated content: yields to replies and to background work),
+``max_new_tokens``, ``affinity`` (a conversation id), ``json_schema`` (constrained output).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class WorkerChatModel(StreamingChatModel):
             temperature=float(kwargs.get("temperature", self.temperature)),
             repeat_penalty=self.repeat_penalty,
             stop=tuple(stop or ()),
-            priority="background" if kwargs.get("background") else "foreground",
+            priority="idle" if kwargs.get("idle") else "background" if kwargs.get("background") else "foreground",
             affinity=kwargs.get("affinity"),
             json_schema=kwargs.get("json_schema"),
             seed=kwargs.get("seed"),

@@ -7,9 +7,11 @@ and throws the least away (ties: the context its affinity key used last, then th
 conversation keeps finding its own cached prefix (llama.cpp then computes only the new tail), while a second
 conversation or a memory summary uses another context instead of evicting it.
 
-Priorities: a ``background`` request (memory summary, prompt warm-up, content) never waits in front of a
-``foreground`` one (a reply): it stops at its next batch of prompt tokens or its next token while any
-foreground request is generating or waiting, and fails with ``Preempted``.
+Priorities: a ``background`` request (memory summary, prompt warm-up) never waits in front of a ``foreground``
+one (a reply): it stops at its next batch of prompt tokens or its next token while any foreground request is
+generating or waiting, and fails with ``Preempted``. An ``idle`` request (generated content) yields the same way
+to both: the warm-up that computes a conversation's next prompt while its player listens is worth more than a
+job that nobody waits on by the second.
 
 Stopping: ``halt`` (the client hung up: barge-in, a dropped preemptive reply) stops a request within one batch
 of prompt tokens (``halt_batch``) while the prompt is computed, and at the next token while it generates.
@@ -190,6 +192,7 @@ class ContextPool:
         self.slots = slots
         self._cond = threading.Condition()
         self.foreground = 0  # foreground requests generating or waiting for a context
+        self.background = 0  # background requests generating or waiting (idle ones yield to them)
 
     def busy(self) -> int:
         with self._cond:
@@ -200,19 +203,24 @@ class ContextPool:
         busy context worth more that is about to be free (``_Slot.ending_for``) rather than compute its prompt
         again elsewhere. A background request never waits in front of a foreground one: it raises Preempted
         while any is in the house."""
-        background = request.priority == "background"
+        background = request.priority != "foreground"
 
         def rank(s: _Slot) -> tuple[int, bool, float]:
             return (s.worth(chat), request.affinity is not None and s.affinity == request.affinity, -s.used)
 
         with self._cond:
-            if background and self.foreground:
-                raise Preempted("a conversation turn is using the model")
+            self.yield_if_outranked(request)
             if not background:
                 self.foreground += 1
+            elif request.priority == "background":
+                self.background += 1
             while True:
-                if background and self.foreground:  # one came while this waited
-                    raise Preempted("a conversation turn is using the model")
+                try:
+                    self.yield_if_outranked(request)  # one came while this waited
+                except Preempted:
+                    if request.priority == "background":
+                        self.background -= 1
+                    raise
                 free = [slot for slot in self.slots if not slot.busy]
                 ending = [] if background else [s for s in self.slots if s.busy and s.ending_for(request)]
                 best = max(free, key=rank) if free else None
@@ -220,6 +228,14 @@ class ContextPool:
                     best.busy, best.request, best.halt = True, request, halt
                     return best
                 self._cond.wait()
+
+    def yield_if_outranked(self, request: Request) -> None:
+        """Preempted when a request of a higher priority is in the house (foreground over background and idle;
+        background over idle)."""
+        if request.priority != "foreground" and self.foreground:
+            raise Preempted("a conversation turn is using the model")
+        if request.priority == "idle" and self.background:
+            raise Preempted("a conversation's background work is using the model")
 
     def poke(self) -> None:
         """A busy context's request was stopped: waiters look again."""
@@ -232,8 +248,10 @@ class ContextPool:
             slot.chat = chat
             slot.affinity = request.affinity
             slot.used = time.monotonic()
-            if request.priority != "background":
+            if request.priority == "foreground":
                 self.foreground -= 1
+            elif request.priority == "background":
+                self.background -= 1
             self._cond.notify_all()
 
     def drain(self) -> list[_Slot]:
@@ -313,13 +331,10 @@ class Engine:
     def _run(
         self, llm: Any, request: Request, chat: Chat, halt: threading.Event, reply: list[str], t0: float
     ) -> Iterator[str | Done]:
-        background = request.priority == "background"
-
         def should_stop() -> None:
             if halt.is_set():
                 raise Halted()
-            if background and self.pool.foreground:
-                raise Preempted("a conversation turn is using the model")
+            self.pool.yield_if_outranked(request)
 
         llm.should_stop, llm.reused = should_stop, None
         extra: dict[str, Any] = {}

@@ -9,9 +9,10 @@
     while it computes the prompt, at the next token while it generates.
 
 A request states everything the worker needs to serve several server processes at once: its ``priority``
-(a foreground reply, or background work that yields to replies), an ``affinity`` key (a conversation's id:
-the context it used last is preferred among equally good ones) and output constraints (``json_schema``:
-the reply is valid JSON of that schema by construction, through llama.cpp's grammar).
+(a foreground reply; background work that yields to replies; idle work, content, that yields to both), an
+``affinity`` key (a conversation's id: the context it used last is preferred among equally good ones) and
+output constraints (``json_schema``: the reply is valid JSON of that schema by construction, through
+llama.cpp's grammar).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Priority = Literal["foreground", "background"]
+Priority = Literal["foreground", "background", "idle"]
 FailureKind = Literal["preempted", "bad_request", "failed"]
 MAX_LINE = 4 * 1024 * 1024  # a request line (a long prompt) may be this big
 
@@ -48,8 +49,8 @@ class Request:
         try:
             messages = tuple((str(r), str(c)) for r, c in body["messages"])
             priority = body.get("priority", "foreground")
-            if priority not in ("foreground", "background"):
-                raise ValueError(f"priority must be foreground or background, not {priority!r}")
+            if priority not in ("foreground", "background", "idle"):
+                raise ValueError(f"priority must be foreground, background or idle, not {priority!r}")
             schema = body.get("json_schema")
             if schema is not None and not isinstance(schema, dict):
                 raise ValueError("json_schema must be an object")

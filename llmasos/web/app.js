@@ -1,4 +1,4 @@
-import { connect as openSession, generate, messages, tokenPlayer } from "/static/client.js";
+import { connect as openSession, generate, injectableMic, messages, tokenPlayer } from "/static/client.js";
 
 // LLMasOS browser client: one WebRTC peer (mic up, character's voice down) and the `events` data channel.
 // No build step. Query parameters: ?aec=0 turns off echo cancellation, noise suppression and gain control
@@ -276,23 +276,12 @@ async function connect() {
 }
 
 // ?mic=inject: the microphone goes through Web Audio, and window.llmasos.say(base64 WAV) mixes speech into what
-// is sent; it resolves once all of it has been sent. A test speaks when the page shows it should, not at a
-// time fixed in an audio file.
+// is sent (client.js injectableMic).
 function mixedMic(stream) {
-  micCtx = new AudioContext({ sampleRate: 48000 });
-  const out = micCtx.createMediaStreamDestination();
-  micCtx.createMediaStreamSource(stream).connect(out);
-  seen.say = async (wavBase64) => {
-    const bytes = Uint8Array.from(atob(wavBase64), (c) => c.charCodeAt(0));
-    await micCtx.resume();
-    const node = micCtx.createBufferSource();
-    node.buffer = await micCtx.decodeAudioData(bytes.buffer);
-    node.connect(out);
-    const ended = new Promise((resolve) => { node.onended = resolve; });
-    node.start();
-    await ended;
-  };
-  return out.stream;
+  const injected = injectableMic(stream);
+  micCtx = injected;
+  seen.say = injected.say;
+  return injected.stream;
 }
 
 function hangup() {

@@ -13,6 +13,7 @@ export const CHANNEL = "events"; // the data channel's label
 // Client-to-server messages, as the schemas have them.
 export const messages = {
   text: (text) => ({ type: "text", text: String(text) }),
+  played: (turn, atMs) => ({ type: "played", turn, at_ms: Math.max(0, Math.round(atMs)) }),
   interrupt: () => ({ type: "interrupt" }),
   ping: (id) => (id === undefined ? { type: "ping" } : { type: "ping", id }),
   focus: (character) => ({ type: "focus", character: character ?? null }),
@@ -52,6 +53,26 @@ export function tokenPlayer(token) {
   const body = token.split(".")[0].replace(/-/g, "+").replace(/_/g, "/");
   const json = atob(body + "=".repeat((4 - (body.length % 4)) % 4));
   return JSON.parse(json).sub || null;
+}
+
+// A microphone stream routed through Web Audio, so that `say(base64 WAV)` can mix speech into what is sent
+// (automated tests speak when the page shows they should, not at a time fixed in an audio file). Returns
+// { stream, say, close }; `say` resolves once all of the speech has been sent.
+export function injectableMic(mic) {
+  const ctx = new AudioContext({ sampleRate: 48000 });
+  const out = ctx.createMediaStreamDestination();
+  ctx.createMediaStreamSource(mic).connect(out);
+  const say = async (wavBase64) => {
+    const bytes = Uint8Array.from(atob(wavBase64), (c) => c.charCodeAt(0));
+    await ctx.resume();
+    const node = ctx.createBufferSource();
+    node.buffer = await ctx.decodeAudioData(bytes.buffer);
+    node.connect(out);
+    const ended = new Promise((resolve) => { node.onended = resolve; });
+    node.start();
+    await ended;
+  };
+  return { stream: out.stream, say, close: () => ctx.close() };
 }
 
 export class ClientError extends Error {

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from browser import CHROMIUM, FLAGS
 
 from voice.audiofile import write_wav
 from voice.wer import wer
@@ -19,20 +19,6 @@ from voice.wer import wer
 pytestmark = pytest.mark.e2e
 
 QUESTION = "Do you have any swords for sale?"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 
 @pytest.fixture(scope="module")

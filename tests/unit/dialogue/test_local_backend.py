@@ -137,6 +137,29 @@ def test_llama_cpp_replies_go_to_the_context_that_holds_their_prompt() -> None:
     assert pool.take(summary, [("user", "summarise")]) in pool.slots  # idle: summaries may run
 
 
+def test_generated_content_yields_to_warm_ups_and_summaries_as_well_as_to_replies() -> None:
+    from dialogue.llamacpp.engine import ContextPool, Preempted, _Slot
+    from dialogue.llamacpp.protocol import Request
+
+    pool = ContextPool([_Slot(object()), _Slot(object())])
+    warm, content = Request(messages=(), priority="background", affinity="ann"), Request(messages=(), priority="idle")
+    job = pool.take(content, [("user", "a scene")])
+    pool.yield_if_outranked(content)  # nothing else in the house: it goes on
+    warming = pool.take(warm, [("system", "You are Brom.")])  # a warm-up comes while the job generates ...
+    with pytest.raises(Preempted, match="background work"):
+        pool.yield_if_outranked(content)  # ... and the job stops at its next batch or token
+    with pytest.raises(Preempted):
+        pool.take(content, [("user", "another")])  # and none starts while it runs
+    pool.give_back(warming, warm, [("system", "You are Brom.")])
+    pool.give_back(job, content, [])
+    pool.yield_if_outranked(content)
+    reply = pool.take(Request(messages=()), [("user", "hi")])
+    with pytest.raises(Preempted, match="conversation turn"):
+        pool.yield_if_outranked(warm)  # replies outrank both
+    pool.give_back(reply, Request(messages=()), [])
+    assert (pool.foreground, pool.background) == (0, 0)
+
+
 def test_an_affinity_key_breaks_ties_between_equally_good_contexts() -> None:
     from dialogue.llamacpp.engine import ContextPool, _Slot
     from dialogue.llamacpp.protocol import Request

@@ -26,7 +26,7 @@ const out = {
     messages.text("Hello there"), messages.interrupt(), messages.ping(), messages.ping(7),
     messages.focus("blacksmith"), messages.focus(null), messages.world(["It is night.", "The player holds a torch."]),
     messages.world([]), messages.actionResult(3, "give_item", false, "inventory full"),
-    messages.actionResult(4, "wave", true),
+    messages.actionResult(4, "wave", true), messages.played(2, 1234.6), messages.played(3, -5),
   ],
   offers: [
     offerBody({ sdp: "v=0", character: "blacksmith", player: "ann" }),
@@ -66,7 +66,15 @@ def test_every_message_it_sends_is_valid_against_the_schema(ran: dict[str, Any])
     schema = json.loads((ROOT / "docs" / "protocol" / "client-to-server.schema.json").read_text())
     for message in ran["sent"]:
         jsonschema.validate(message, schema)  # raises with the reason
-    assert {m["type"] for m in ran["sent"]} == {"text", "interrupt", "ping", "focus", "world", "action_result"}
+    assert {m["type"] for m in ran["sent"]} == {
+        "text",
+        "interrupt",
+        "ping",
+        "focus",
+        "world",
+        "action_result",
+        "played",
+    }
 
 
 def test_its_offers_are_what_the_server_takes(ran: dict[str, Any]) -> None:

@@ -96,6 +96,8 @@ class Received:
     """The character's voice as the client receives it: (monotonic arrival time, mean |amplitude|) per frame."""
 
     frames: list[tuple[float, float]] = field(default_factory=list)
+    keep_pcm: bool = False  # also keep each frame's samples (mono s16): `llmasos bench sync` reads them
+    pcm: list[tuple[float, npt.NDArray[np.int16]]] = field(default_factory=list)
 
     def first_loud_after(self, t: float, threshold: float = LOUD) -> float | None:
         for at, level in self.frames:
@@ -232,8 +234,13 @@ class VoiceClient:
                 frame = await track.recv()
                 if not isinstance(frame, av.AudioFrame):
                     continue
-                level = float(np.abs(frame.to_ndarray().astype(np.float32)).mean())
-                self.received.frames.append((time.monotonic(), level))
+                samples = frame.to_ndarray()
+                level = float(np.abs(samples.astype(np.float32)).mean())
+                now = time.monotonic()
+                self.received.frames.append((now, level))
+                if self.received.keep_pcm:  # the first channel of interleaved samples
+                    channels = len(frame.layout.channels)
+                    self.received.pcm.append((now, samples.reshape(-1)[::channels].astype(np.int16)))
                 self._frame_arrived.set()
 
     def of_type(self, kind: str, since: float = 0.0) -> list[dict[str, Any]]:

@@ -46,6 +46,11 @@ class Speaker(Protocol):
     @property
     def played_samples(self) -> int: ...
 
+    @property
+    def next_position(self) -> int:
+        """Where the next sample written will play on the stream's own clock (silence included)."""
+        ...
+
     async def write(self, pcm: npt.NDArray[np.int16]) -> None: ...
 
     def clear(self) -> int: ...
@@ -135,7 +140,13 @@ class Turn:
         self._word_chars: list[int] = []
         self._action_tasks: set[asyncio.Task[None]] = set()
         self._pending_actions: list[ReplyAction] = []
-        self._words: list[tuple[int, float]] = []  # (reply char_start, ms into the reply audio) per word
+        # per word: (reply char_start, ms into the turn's written audio, ms into the reply audio on the stream)
+        self._words: list[tuple[int, float, float]] = []
+        # The reply audio's clock on the wire counts the silence of a voice that ran dry between sentences: the
+        # written audio (heard text, action release) and the stream (every `at_ms` sent) differ by these gaps.
+        # Per chunk: (its start on the stream, ms; the gap so far, ms).
+        self._stream_start: int | None = None
+        self._gaps: list[tuple[float, float]] = []
         # the client's own playback, when it reports it (``report_played``): (ms into the reply audio, loop time)
         self._client: tuple[float, float] | None = None
         self._reported = asyncio.Event()  # set (and replaced) at each report
@@ -172,14 +183,30 @@ class Turn:
         reported, self._reported = self._reported, asyncio.Event()
         reported.set()
 
-    def played_ms(self) -> float:
-        """How much of this reply's audio the player has heard: the client's report, carried forward at real
-        speed since it came, never past what the encoder took; without reports, what the encoder took."""
-        encoder = (self._speaker.played_samples - self._start_sample) * 1000.0 / OUT_RATE
+    def client_ms(self) -> float | None:
+        """Where the client's playback is on the reply audio's clock: its last report carried forward at real
+        speed since it came (None: it never reported)."""
         if self._client is None:
-            return encoder
+            return None
         at_ms, at_time = self._client
-        return min(encoder, at_ms + (asyncio.get_running_loop().time() - at_time) * 1000.0)
+        return at_ms + (asyncio.get_running_loop().time() - at_time) * 1000.0
+
+    def played_ms(self) -> float:
+        """How much of this reply's written audio the player has heard: the client's report (less the stream's
+        gaps before it), never past what the encoder took; without reports, what the encoder took."""
+        encoder = (self._speaker.played_samples - self._start_sample) * 1000.0 / OUT_RATE
+        client = self.client_ms()
+        if client is None:
+            return encoder
+        i = bisect.bisect_right([start for start, _ in self._gaps], client) - 1
+        return min(encoder, client - (self._gaps[i][1] if i >= 0 else 0.0))
+
+    def _gap_ms(self, written: int) -> float:
+        """The stream's silence so far in this reply (ms), for audio written at ``written`` now."""
+        if self._stream_start is None:
+            return 0.0
+        stream = self._speaker.next_position - self._stream_start
+        return max(0.0, (stream - (written - self._start_sample)) * 1000.0 / OUT_RATE)
 
     def heard_text(self) -> str:
         """The reply text up to the last word whose audio was fully played."""
@@ -206,7 +233,7 @@ class Turn:
             await producer  # re-raise its failure, if any
             await synth
             for action in self._pending_actions:  # actions after the last word: at the end of the audio
-                self._schedule(action, self._speaker.written_samples - self._start_sample)
+                self._schedule(action, *self._end_of_audio())
             self._pending_actions.clear()
             end = self._speaker.written_samples
             if end > self._start_sample:
@@ -266,16 +293,22 @@ class Turn:
                 source, lead_ms = source[cut:], cut * 1000.0 / chunk.sample_rate
             pcm = float_to_s16(resampler.process(s16_to_float(source)))
             chunk_start = self._speaker.written_samples
+            if self._stream_start is None:  # the reply audio's 0 ms on the stream: its first sample
+                self._stream_start = self._speaker.next_position - (chunk_start - self._start_sample)
             chunk_offset_ms = (chunk_start - self._start_sample) * 1000.0 / OUT_RATE - lead_ms
+            gap = self._gap_ms(chunk_start)
+            self._gaps.append((chunk_offset_ms + lead_ms + gap, gap))
             spoken: list[SpokenWord] = []
             for word in chunk.words:
                 start_ms = max(0.0, chunk_offset_ms + word.start_ms - chunk.start_ms)
                 end_ms = max(start_ms, chunk_offset_ms + word.end_ms - chunk.start_ms)
                 start_char = _to_reply(word.char_start, offsets)
-                self._words.append((start_char, start_ms))
+                self._words.append((start_char, start_ms, start_ms + gap))
                 self._word_ends.append(self._start_sample + int(end_ms * OUT_RATE / 1000.0))
                 self._word_chars.append(_to_reply(word.char_end, offsets))
-                spoken.append(SpokenWord(text=word.text, start=start_char, at_ms=int(start_ms), end_ms=int(end_ms)))
+                spoken.append(
+                    SpokenWord(text=word.text, start=start_char, at_ms=int(start_ms + gap), end_ms=int(end_ms + gap))
+                )
             if not chunk.words:  # no timings: the chunk's text counts as heard once all of it is played
                 self._word_ends.append(chunk_start + len(pcm))
                 self._word_chars.append(_to_reply(chunk.char_end, offsets))
@@ -288,7 +321,7 @@ class Turn:
                 first.add_done_callback(self._first_audio_played)
             if spoken:  # captions: when each word is heard, ahead of playback
                 self.send(WordsMessage(turn=self.number, words=spoken))
-            if mouth := _visemes(chunk, chunk_offset_ms):  # and the mouth shapes of its phonemes
+            if mouth := _visemes(chunk, chunk_offset_ms + gap):  # and the mouth shapes of its phonemes
                 self.send(VisemeMessage(turn=self.number, at_ms=mouth[0], visemes=mouth[1]))
             await self._speaker.write(pcm)
         if resampler is not None:
@@ -307,20 +340,26 @@ class Turn:
         keep = []
         for action in self._pending_actions:
             if action.at_char <= upto_char:
-                self._schedule(action, self._at_samples(action.at_char))
+                self._schedule(action, *self._at_samples(action.at_char))
             else:
                 keep.append(action)
         self._pending_actions = keep
 
-    def _at_samples(self, at_char: int) -> int:
-        """Sample offset (from the reply's start) of the first word at or after ``at_char``."""
-        for char_start, start_ms in self._words:
+    def _at_samples(self, at_char: int) -> tuple[int, float]:
+        """The first word at or after ``at_char``: its sample offset in the turn's written audio, and its ms on
+        the reply audio's clock (the end of the audio so far when no word is there)."""
+        for char_start, start_ms, stream_ms in self._words:
             if char_start >= at_char:
-                return int(start_ms * OUT_RATE / 1000.0)
-        return self._speaker.written_samples - self._start_sample
+                return int(start_ms * OUT_RATE / 1000.0), stream_ms
+        return self._end_of_audio()
 
-    def _schedule(self, action: ReplyAction, offset_samples: int) -> None:
-        at_ms = max(0, int(offset_samples * 1000 / OUT_RATE))
+    def _end_of_audio(self) -> tuple[int, float]:
+        written = self._speaker.written_samples
+        offset = written - self._start_sample
+        return offset, offset * 1000.0 / OUT_RATE + self._gap_ms(written)
+
+    def _schedule(self, action: ReplyAction, offset_samples: int, stream_ms: float) -> None:
+        at_ms = max(0, int(stream_ms))
         message = ActionMessage(name=action.name, args=dict(action.args), turn=self.number, at_ms=at_ms)
         played = self._speaker.wait_played(self._start_sample + max(1, offset_samples))
 
@@ -330,7 +369,7 @@ class Turn:
             # a client that reports its playback runs behind the encoder: the action waits for it, until its
             # next report or the time its playback should take to get there, whichever comes first
             deadline = asyncio.get_running_loop().time() + CLIENT_LAG_MAX_MS / 1000.0
-            while self._client is not None and (ahead := at_ms - self.played_ms()) > 0:
+            while (client := self.client_ms()) is not None and (ahead := at_ms - client) > 0:
                 wait = min(ahead / 1000.0, deadline - asyncio.get_running_loop().time())
                 if wait <= 0:
                     break

@@ -128,11 +128,21 @@ class VoiceBuffer:
         self._space.set()
         self.written_samples = 0  # everything accepted by write(), minus what clear() dropped
         self.played_samples = 0  # everything taken for playout
+        # the stream's own clock, silence included: samples handed to playout, and where the last written sample
+        # will play (a voice that ran dry between two sentences left silence on the stream between them)
+        self.taken_samples = 0
+        self._tail = 0
         self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
 
     @property
     def buffered_ms(self) -> float:
         return self._buffered * 1000 / SAMPLE_RATE
+
+    @property
+    def next_position(self) -> int:
+        """Where on the stream's clock (``taken_samples``, silence included) the next sample written will
+        play: after what is buffered, or at the next frame when the buffer ran dry."""
+        return max(self._tail, self.taken_samples)
 
     async def write(self, pcm: npt.NDArray[np.int16]) -> None:
         """Queue 48 kHz mono s16 audio; waits while the buffer is full (the producer is paced)."""
@@ -144,6 +154,7 @@ class VoiceBuffer:
                 self._space.clear()
                 await self._space.wait()
             take = min(len(pcm) - offset, self._capacity - self._buffered)
+            self._tail = self.next_position + take
             self._buffer.append(pcm[offset : offset + take])
             self._buffered += take
             self.written_samples += take
@@ -155,6 +166,7 @@ class VoiceBuffer:
         self._buffer.clear()
         self._buffered = 0
         self.written_samples -= dropped
+        self._tail = self.taken_samples
         self._space.set()
         for _, fut in self._waiters:  # every waiter left is beyond what was played
             if not fut.done():
@@ -178,6 +190,7 @@ class VoiceBuffer:
         filled = pull(self._buffer, out)
         self._buffered -= filled
         self.played_samples += filled
+        self.taken_samples += n
         if filled:
             self._space.set()
             if self._waiters:
@@ -237,6 +250,10 @@ class OutboundAudioTrack(MediaStreamTrack):
     @property
     def played_samples(self) -> int:
         return self.voice.played_samples
+
+    @property
+    def next_position(self) -> int:
+        return self.voice.next_position
 
     @property
     def buffered_ms(self) -> float:

@@ -1,4 +1,4 @@
-"""`llmasos bench voice|dialogue|latency|turn|room|generate|actions`: measure speed and memory; JSON + tables."""
+"""`llmasos bench voice|dialogue|latency|turn|room|generate|actions|sync`: speed, memory, accuracy; JSON + tables."""
 
 from __future__ import annotations
 
@@ -53,6 +53,12 @@ def register(sub: Any) -> None:
     a.add_argument("--json", type=Path, default=Path("bench/results/actions.json"))
     a.add_argument("--markdown", type=Path, default=Path("bench/results/actions.md"))
     a.set_defaults(handler=_run_actions)
+    sy = bsub.add_parser("sync", help="lip-sync and action timing at a real client, against the audio it received")
+    sy.add_argument("--url", default=None, help="a running server (default: start one)")
+    sy.add_argument("--turns", type=int, default=8, help="typed turns per client")
+    sy.add_argument("--json", type=Path, default=Path("bench/results/sync.json"))
+    sy.add_argument("--markdown", type=Path, default=Path("bench/results/sync.md"))
+    sy.set_defaults(handler=_run_sync)
     lat = bsub.add_parser("latency", help="voice-to-voice and barge-in at the client, N sessions, per-stage join")
     lat.add_argument("--url", default=None, help="a running server (default: start one)")
     lat.add_argument("--sessions", type=int, default=1)
@@ -102,6 +108,12 @@ def _run_actions(args: argparse.Namespace, settings: Settings) -> int:
     from llmasos.bench import actions
 
     return actions.run(args, settings)
+
+
+def _run_sync(args: argparse.Namespace, settings: Settings) -> int:
+    from llmasos.bench import sync
+
+    return sync.run(args, settings)
 
 
 def _run_room(args: argparse.Namespace, settings: Settings) -> int:

@@ -29,7 +29,10 @@ async def test_typed_text_gets_a_spoken_reply_with_timed_actions() -> None:
     assert final["text"] == "Welcome to my forge. Swords are here."
     (action,) = t.of("action")
     assert action["name"] == "wave" and action["args"] == {"target": "player"}
-    assert action["at_ms"] == 4 * WORD_MS  # the action stands before the 5th word, "Swords"
+    # the action stands before the 5th word, "Swords", on the reply audio's clock (which counts any silence
+    # left on the stream while the voice made the second sentence)
+    swords = next(w for m in t.of("words") for w in m["words"] if w["text"] == "Swords")
+    assert action["at_ms"] == swords["at_ms"] >= 4 * WORD_MS
     await t.until(lambda m: m["type"] == "state" and m["state"] == "listening" and m.get("turn") == 1)
     assert [m["state"] for m in t.of("state")] == ["listening", "thinking", "speaking", "listening"]
     metrics = t.of("metrics")[0]
@@ -223,10 +226,13 @@ async def test_with_played_reports_an_action_waits_for_the_client_s_playback() -
     t.inbox.put_nowait(PlayedMessage(type="played", turn=speaking["turn"], at_ms=0))
     t.inbox.put_nowait(PingMessage(type="ping", id="after-played"))
     await t.until(lambda m: m["type"] == "pong")
-    await t.play(15)  # the encoder is past the nod (200 ms), the client reported nothing past 0
+    while not any(w["text"] == "Three" for m in t.of("words") for w in m["words"]):
+        await t.play(1)
+    three = next(w for m in t.of("words") for w in m["words"] if w["text"] == "Three")
+    await t.play(15)  # the encoder is past the nod (at "Three"), the client reported nothing past 0
     assert not t.of("action")
-    t.inbox.put_nowait(PlayedMessage(type="played", turn=speaking["turn"], at_ms=210))
+    t.inbox.put_nowait(PlayedMessage(type="played", turn=speaking["turn"], at_ms=three["at_ms"] + 10))
     action = await t.until(lambda m: m["type"] == "action")
-    assert action["name"] == "nod" and action["at_ms"] == 200
+    assert action["name"] == "nod" and action["at_ms"] == three["at_ms"]
     t.closed.set()
     await task

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from dialogue import Backend, DialogueManager, ReplyDone
+from dialogue import Backend, DialogueManager, ReplyAction, ReplyDone
+from dialogue.choice import CueChooser
 from dialogue.generate import generate
 from dialogue.kinds import KINDS, MODELS, Kind, problems
 from llmasos.content import library, scan_characters
@@ -89,3 +90,8 @@ async def test_a_generated_quest_is_offered_by_its_giver(backend: Backend, setti
     offer = giver.action("offer_quest")
     assert offer is not None and got.content["id"] in offer.param("quest").choices  # type: ignore[union-attr]
     assert any(got.content["title"] in line for line in giver.knowledge)
+    # asked for work in words, the giver offers it: the action chooser picks offer_quest with the quest's id
+    manager = DialogueManager(backend, giver, chooser=CueChooser())
+    events = [e async for e in manager.reply(f"Do you have any work for me? Tell me about {got.content['title']}.")]
+    offers = [e for e in events if isinstance(e, ReplyAction) and e.name == "offer_quest"]
+    assert len(offers) == 1 and offers[0].args["quest"] in offer.param("quest").choices  # type: ignore[union-attr]

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from dialogue.llamacpp.engine import Engine, EngineOptions, Halted, Preempted, reencode, system_info
@@ -93,7 +94,23 @@ async def _handle(engine: Engine, info: Info, reader: asyncio.StreamReader, writ
         writer.close()
 
 
+def _die_with_parent() -> None:
+    """The worker never outlives the process that started it (a server killed with SIGKILL, a CLI that
+    exited without stopping it): a thread sees the parent change (the orphan is adopted) and exits. Not
+    PR_SET_PDEATHSIG: it fires when the parent's *thread* that started the worker ends, and the supervisor
+    starts it from short-lived threads."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 async def _serve(args: argparse.Namespace) -> None:
+    _die_with_parent()
     options = _engine_options(args)
     engine = await asyncio.to_thread(Engine, options)
     info = Info(

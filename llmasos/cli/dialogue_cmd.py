@@ -85,4 +85,6 @@ async def _chat(args: argparse.Namespace, settings: Settings) -> int:
         await run_text_chat(conversation, stdin_reader(sys.stdin), sys.stdout, sys.stderr if args.show_prompt else None)
     finally:
         await memory.close()
+        if backend.engine is not None:  # the LLM worker process ends with the chat, not after it
+            await asyncio.to_thread(backend.engine.close)
     return 0

@@ -133,3 +133,39 @@ async def _done(chat: WorkerChatModel, request: Request) -> Done:
         raise AssertionError("no Done")
     finally:
         writer.close()
+
+
+def test_the_worker_does_not_outlive_a_parent_killed_with_sigkill(settings: Settings) -> None:
+    """A server (or CLI) that dies without stopping its worker leaves no orphan holding ~0.5 GB."""
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from llmasos.dialogue_factory import build_backend\n"
+        "from llmasos.settings import Settings\n"
+        f"b = build_backend(Settings(data_dir=Path({str(settings.data_dir)!r}), llm={{'backend': 'llamacpp'}}))\n"
+        "print(b.engine.status()['pid'], flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        worker = int(parent.stdout.readline())
+        os.kill(worker, 0)  # it runs
+    finally:
+        parent.kill()
+        parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+    deadline = time.monotonic() + 15  # a bound for a broken build, not a timing assertion
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)  # polling a process's existence: its state is what is read
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the worker outlived its parent")

@@ -83,8 +83,14 @@ async def test_a_spoken_request_gets_its_action_and_the_voice_its_visemes(
     """The packaged model writes no action markup: the action chooser performs what was asked, on playback."""
     async with await VoiceClient.connect(server.url, character="blacksmith", player="e2e-wave", greet=False) as client:  # type: ignore[attr-defined]
         await client.wait_for("state", state="listening", timeout_s=60)
-        spoken_at = await client.say(speak("Hand me the hammer, please."))
-        _, action = await client.wait_for("action", since=spoken_at, timeout_s=120)
+        spoken_at = await client.say(speak("Could you hand me the hammer?"))
+        _, heard = await client.wait_for("transcript", final=True, since=spoken_at - 5, timeout_s=120)
+        assert "hammer" in heard["text"].lower(), heard["text"]  # (the speech recognition is not under test)
+        try:
+            _, action = await client.wait_for("action", since=spoken_at, timeout_s=120)
+        except TimeoutError:
+            seen = [m for _, m in client.events if m.get("type") in ("transcript", "reply", "state", "error")]
+            pytest.fail(f"no action for {heard['text']!r}; the client saw {seen[-30:]}")
         assert (action["name"], action["args"]) == ("give_item", {"item": "hammer", "target": "player"})
         assert action["at_ms"] < 100  # at the first word: performed as the character starts to speak
         _, reply = await client.wait_for("reply", final=True, turn=action["turn"], timeout_s=120)

@@ -45,7 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dialogue.actions import json_schema
 from dialogue.manager import DialogueManager
 from llmasos.auth import AuthError, authorize, load_secret, sign, verify
-from llmasos.content import Generations, NoCharacter, TooManyJobs
+from llmasos.content import Generations, NoCharacter, TooManyJobs, library
 from llmasos.conversation import Conversation
 from llmasos.engine import Engine, load_engine
 from llmasos.http_api import ERRORS as _ERRORS
@@ -203,8 +203,6 @@ def create_app(
         (metres on the floor), props and where each character stands."""
         if state.engine is None:
             return error(503, "loading", "the server is still loading")
-        from llmasos.content import library
-
         scenes = {sc.id: sc for sc in library(settings).scenes()}
         try:
             return layout(

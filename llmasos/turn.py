@@ -201,12 +201,13 @@ class Turn:
         i = bisect.bisect_right([start for start, _ in self._gaps], client) - 1
         return min(encoder, client - (self._gaps[i][1] if i >= 0 else 0.0))
 
-    def _gap_ms(self, written: int) -> float:
-        """The stream's silence so far in this reply (ms), for audio written at ``written`` now."""
+    def _gap_ms(self) -> float:
+        """The stream's silence so far in this reply (ms): where the next sample written will play, less how
+        much of the reply was written."""
         if self._stream_start is None:
             return 0.0
         stream = self._speaker.next_position - self._stream_start
-        return max(0.0, (stream - (written - self._start_sample)) * 1000.0 / OUT_RATE)
+        return max(0.0, (stream - (self._speaker.written_samples - self._start_sample)) * 1000.0 / OUT_RATE)
 
     def heard_text(self) -> str:
         """The reply text up to the last word whose audio was fully played."""
@@ -296,7 +297,7 @@ class Turn:
             if self._stream_start is None:  # the reply audio's 0 ms on the stream: its first sample
                 self._stream_start = self._speaker.next_position - (chunk_start - self._start_sample)
             chunk_offset_ms = (chunk_start - self._start_sample) * 1000.0 / OUT_RATE - lead_ms
-            gap = self._gap_ms(chunk_start)
+            gap = self._gap_ms()
             self._gaps.append((chunk_offset_ms + lead_ms + gap, gap))
             spoken: list[SpokenWord] = []
             for word in chunk.words:
@@ -354,9 +355,8 @@ class Turn:
         return self._end_of_audio()
 
     def _end_of_audio(self) -> tuple[int, float]:
-        written = self._speaker.written_samples
-        offset = written - self._start_sample
-        return offset, offset * 1000.0 / OUT_RATE + self._gap_ms(written)
+        offset = self._speaker.written_samples - self._start_sample
+        return offset, offset * 1000.0 / OUT_RATE + self._gap_ms()
 
     def _schedule(self, action: ReplyAction, offset_samples: int, stream_ms: float) -> None:
         at_ms = max(0, int(stream_ms))

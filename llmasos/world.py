@@ -73,10 +73,17 @@ def stage(characters: list[Character], name: str) -> dict[str, Any]:
     return {"name": name, "description": "", "places": places, "props": props, "characters": cast, "from": "stage"}
 
 
+def _cast_ids(scene: Scene) -> list[tuple[str, str]]:
+    """(character id, place) of each character the scene casts, by id or written inline."""
+    return [
+        (c.character if isinstance(c.character, str) else (c.character.id or ""), c.place) for c in scene.characters
+    ]
+
+
 def from_scene(scene: Scene, characters: list[Character]) -> dict[str, Any]:
     """A scene file as the client draws it; the room's characters stand where the scene casts them (else at its
     first place)."""
-    where = {c.character if isinstance(c.character, str) else (c.character.id or ""): c.place for c in scene.characters}
+    where = dict(_cast_ids(scene))
     spots = {p.name: p for p in scene.places}
     first = scene.places[0]
     cast = []
@@ -113,8 +120,7 @@ def layout(
         if scene not in scenes:
             raise LayoutError(f"no scene {scene!r}")
         found = scenes[scene]
-        ids = [c.character if isinstance(c.character, str) else (c.character.id or "") for c in found.characters]
-        return from_scene(found, [characters[i] for i in ids if i in characters])
+        return from_scene(found, [characters[i] for i, _ in _cast_ids(found) if i in characters])
     if room is not None:
         spec = rooms.get(room)
         if spec is None:

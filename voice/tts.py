@@ -98,11 +98,6 @@ class PiperTTS:
         words = " ".join("".join(p) for p in sentences).split()
         return words if len(words) == len(text.split()) else None
 
-    def phoneme_counts(self, text: str) -> list[int] | None:
-        """Phonemes per whitespace-separated word of ``text``, or None when the phonemizer's words differ."""
-        words = self.phonemes(text)
-        return None if words is None else _counts(words)
-
     def synthesize_sync(self, text: str) -> PCM:
         """Speech for one piece of text as mono int16 (blocking)."""
         from piper import SynthesisConfig

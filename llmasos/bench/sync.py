@@ -27,12 +27,14 @@ from typing import Any
 import numpy as np
 
 from llmasos.bench import machine, percentile, write_json
+from llmasos.client import LOUD
 from llmasos.settings import Settings
+from llmasos.turn import ONSET_KEEP_MS
 
 WINDOW = (-125.0, 45.0)  # ms: the picture may be this much early (-) or late (+) against the sound
-VOICE = 300.0  # mean |s16| of a 5 ms window above which it is voice
+VOICE = LOUD  # mean |s16| of a 5 ms window above which it is voice (the client's own threshold)
 PAUSE_MS = 60.0  # this much quiet before voice is a speech onset
-ONSET_MS = 5.0  # the server keeps 5 ms before a reply's first sound (turn.ONSET_KEEP_MS)
+ONSET_MS = ONSET_KEEP_MS  # what the server keeps before a reply's first sound
 REQUESTS = (
     "Hand me the hammer, please.",
     "What do you sell? Tell me about your swords.",

@@ -13,7 +13,7 @@ from dialogue.types import Character
 from llmasos.errors import ConfigError, ModelError
 from llmasos.models import ModelStore, Role, asr_model_name, resolve
 from llmasos.settings import Settings
-from voice.asr import WhisperASR, WhisperLoadOptions, WhisperOptions
+from voice.asr import WhisperASR, WhisperLoadOptions, WhisperOptions, WindowOptions
 from voice.endpoint import Endpointer, EndpointOptions, TurnOptions
 from voice.errors import ModelLoadError
 from voice.listener import Listener, ListenerOptions
@@ -31,7 +31,10 @@ def load_asr(settings: Settings, store: ModelStore, model: str | None = None) ->
     name = model or cfg.model
     user_dir = cfg.model_dir if model is None else None
     path = resolve(store, Role.ASR, asr_model_name(name), user_dir)
-    options = WhisperOptions(beam_size=cfg.beam_size, language=cfg.language, word_timestamps=cfg.word_timestamps)
+    window = WindowOptions(min_window_s=cfg.min_window_ms / 1000) if cfg.fitted_window else None
+    options = WhisperOptions(
+        beam_size=cfg.beam_size, language=cfg.language, word_timestamps=cfg.word_timestamps, window=window
+    )
     load = WhisperLoadOptions(device=cfg.device, compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads)
     try:
         return WhisperASR.load(path, options, load)

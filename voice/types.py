@@ -128,6 +128,7 @@ class Transcript:
     words: tuple[Word, ...] = ()
     audio_s: float = 0.0  # length of the audio decoded
     compute_s: float = 0.0  # time spent decoding
+    window_s: float = 30.0  # the encoder window the decode used (Whisper's 30 s, or one fitted to the audio)
     utterance: int = -1  # Utterance.index it came from, -1 if none
     # final=False, tentative=True: the final decode of the utterance so far, made in a pause; it becomes the
     # final transcript if the utterance ends on that pause, and is stale once SpeechResumed comes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 import time
 
 import numpy as np
@@ -83,3 +84,40 @@ async def test_bad_input_is_a_clear_error(asr: WhisperASR) -> None:
         await asr.transcribe(np.zeros(16_000, dtype=np.int16))  # type: ignore[arg-type]
     with pytest.raises(AudioFormatError, match="mono"):
         await asr.transcribe(np.zeros((16_000, 2), dtype=np.float32))
+
+
+@pytest.fixture(scope="module")
+def fitted(voice_settings: Settings, store: ModelStore) -> Iterator[WhisperASR]:
+    """The conversation's recogniser: no word timings, a window fitted to each utterance (the defaults)."""
+    assert voice_settings.asr.fitted_window and not voice_settings.asr.word_timestamps
+    model = load_asr(voice_settings, store)
+    yield model
+    model.close()
+
+
+async def test_a_fitted_window_hears_what_the_full_window_hears(
+    fitted: WhisperASR, asr: WhisperASR, jfk: Samples, jfk_text: str, lj_clips: list[tuple[Samples, str]]
+) -> None:
+    refs, full, short = [], [], []
+    for audio, text in [(jfk, jfk_text), *lj_clips]:
+        t = await fitted.transcribe(audio)
+        assert t.final and t.words == ()
+        assert t.window_s < 30.0 and t.window_s >= len(audio) / 16_000, "the decode did not use a fitted window"
+        refs.append(text)
+        short.append(t.text)
+        full.append((await asr.transcribe(audio)).text)
+    assert wer(" ".join(refs), " ".join(short)) <= wer(" ".join(refs), " ".join(full)) + 0.02, short
+
+
+async def test_a_fitted_window_hears_no_speech_in_silence_and_noise(fitted: WhisperASR) -> None:
+    rng = np.random.default_rng(7)
+    assert (await fitted.transcribe(np.zeros(16_000, dtype=np.float32))).text == ""
+    noise = (rng.standard_normal(32_000) * 0.02).astype(np.float32)
+    assert (await fitted.transcribe(noise)).text == ""
+
+
+async def test_a_long_utterance_takes_the_full_window(fitted: WhisperASR, jfk: Samples, jfk_text: str) -> None:
+    long = np.concatenate([jfk, jfk, jfk])  # 33 s: past what one fitted window holds
+    t = await fitted.transcribe(long)
+    assert t.window_s == 30.0
+    assert wer(" ".join([jfk_text] * 3), t.text) <= 0.10, t.text

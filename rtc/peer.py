@@ -20,7 +20,9 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+import aiortc
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
 from pydantic import BaseModel
@@ -66,11 +68,31 @@ class PeerOptions:
     ice_servers: tuple[IceServer, ...] = ()  # empty: host candidates only
     allow_loopback: bool = False  # offer 127.0.0.1 host candidates (loopback-only networks, tests)
     inbound_max_frames: int = 250  # 5 s of 20 ms frames, then the oldest is dropped
+    # the caller's audio is released after this many later frames (aiortc's own: 4, i.e. 80 ms on every turn);
+    # the server listens, it does not play, so its buffer only has to put reordered packets back in order
+    inbound_jitter_frames: int = 1
     speaker_buffer_ms: int = 200
     max_pending_messages: int = 1000  # held until the data channel opens
     max_sdp_bytes: int = MAX_SDP_BYTES
     max_message_bytes: int = MAX_MESSAGE_BYTES
     messages_per_s: float = 10.0  # client messages, sustained; bursts of 2 s worth; the rest are refused
+
+
+def shallow_jitter_buffer(receiver: RTCRtpReceiver, frames: int) -> bool:
+    """Release ``receiver``'s audio ``frames`` frames after it arrives instead of aiortc's fixed 4 (80 ms).
+
+    aiortc's audio jitter buffer holds a constant depth: a frame leaves when ``prefetch`` complete frames follow
+    it. For a player's microphone that only feeds a VAD and a recogniser there is no playout to smooth, so that
+    depth is latency on every turn; one frame is enough to put a packet that came out of order back in place.
+    aiortc keeps the buffer private (it is made in the receiver's constructor): when its shape is not the one
+    this was written against (aiortc 1.16), nothing changes and False is returned."""
+    attribute = "_RTCRtpReceiver__jitter_buffer"
+    current = getattr(receiver, attribute, None)
+    if not isinstance(current, JitterBuffer) or getattr(current, "_is_video", True):
+        log.warning("the inbound jitter buffer is left as aiortc made it", extra={"aiortc": aiortc.__version__})
+        return False
+    setattr(receiver, attribute, JitterBuffer(capacity=current.capacity, prefetch=max(1, frames)))
+    return True
 
 
 class PeerSession:
@@ -124,6 +146,9 @@ class PeerSession:
         session = cls(pc, options, outbound)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "audio":
+                    shallow_jitter_buffer(transceiver.receiver, options.inbound_jitter_frames)
             pc.addTrack(session.outbound)  # reuses the offer's audio transceiver: sendrecv
             await pc.setLocalDescription(await pc.createAnswer())  # waits for ICE gathering
         except (ValueError, TypeError, KeyError, IndexError, AssertionError) as exc:

@@ -238,7 +238,7 @@ class WhisperASR:
         if len(tokens) + len(ids) >= limit:
             log.debug("fitted decode ran on", extra={"tokens": len(ids)})
             return None  # a loop ("Can you repair my old ax? Can you repair my old ax? Can ..."): the full way
-        text = tokenizer.decode(ids).strip()
+        text = str(tokenizer.decode(ids)).strip()
         if not any(ch.isalnum() for ch in text):
             text = ""  # punctuation alone is no speech
         logprob = result.scores[0] * len(ids) / (len(ids) + 1)  # faster-whisper's average (length penalty 1)

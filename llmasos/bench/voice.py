@@ -205,7 +205,8 @@ def _markdown(result: dict[str, Any]) -> str:
     ]
     for a in result["asr"]:
         lines.append(
-            f"| {a['model']} | {a.get('window', '30 s')} | {a['device']} | {a['utterances']} | {a['latency_p50_s']} | {a['latency_p95_s']} | "
+            f"| {a['model']} | {a.get('window', '30 s')} | {a['device']} | {a['utterances']} | "
+            f"{a['latency_p50_s']} | {a['latency_p95_s']} | "
             f"{a['rtf_mean']} | {a['partial_2s_p50_s']} | {100 * a['wer']:.1f}% |"
         )
     v, t, u = result["vad"], result["tts"], result["turns"]

@@ -69,7 +69,7 @@ def test_markdown_table() -> None:
         },
     }
     text = _markdown(result)
-    assert "| tiny.en | cpu | 18 | 0.8 | 0.9 | 0.2 | 0.6 | 3.0% |" in text
+    assert "| tiny.en | 30 s | cpu | 18 | 0.8 | 0.9 | 0.2 | 0.6 | 3.0% |" in text
     assert "| 10 frames | 0.05 ms | 0.08 ms | 0.25% |" in text
     assert "| 22050 Hz | 9 | 0.2 | 0.3 | 0.1 |" in text
     assert "| tiny.en, min silence 500 ms | 4 | 1.2 | 0.8 | 0.9 |" in text

@@ -26,7 +26,7 @@ from langchain_core.messages import BaseMessage, BaseMessageChunk
 from dialogue.actions import ActionRejected, check_call, tool_definitions
 from dialogue.choice import ActionCall, ActionChooser
 from dialogue.markup import ActionMarkupParser
-from dialogue.prompt import PLAYER_NAMES, PromptInput, build_messages, context_text, own_names, scaffolding
+from dialogue.prompt import PLAYER_NAMES, PromptInput, build_messages, own_names, scaffolding
 from dialogue.scaffold import ScaffoldFilter
 from dialogue.splitter import SentenceSplitter, SplitterOptions
 from dialogue.types import (
@@ -190,7 +190,7 @@ class DialogueManager:
         finally:
             if reply.choice is not None and not reply.choice.done():
                 reply.choice.cancel()
-            self._record(player_text, "".join(reply.spoken), context_text(prompt))
+            self._record(player_text, "".join(reply.spoken))
 
     def _chosen(self, reply: _Reply) -> list[ReplyAction]:
         """The chooser's actions once it has chosen, placed where the spoken reply stands (once)."""
@@ -338,9 +338,9 @@ class DialogueManager:
             "world action dropped", extra={"character": self._character.id, "action_text": action, "reason": reason}
         )
 
-    def _record(self, player_text: str, reply: str, context: str) -> None:
+    def _record(self, player_text: str, reply: str) -> None:
         self._exchanges += 1
-        self._history.append(HistoryEntry("player", player_text, context))
+        self._history.append(HistoryEntry("player", player_text))
         if reply.strip():
             self._history.append(HistoryEntry("character", reply.strip()))
         self._trim()

@@ -1,10 +1,12 @@
 """The prompt of one reply: persona, world context, recalled memories, recent history and the player's words.
 
-Laid out for prompt caching: the system message is the character alone (the same for every turn), then the
-history (append-only between turns), and what changes from turn to turn (the world right now, the memories
-recalled for these words) comes with the player's message, and stays with it in the history. Each turn's
-prompt then extends the last one, and a local engine only computes the new tail (llama.cpp reuses the cached
-prefix).
+Laid out for prompt caching with a tail of constant size: the system message is the character alone (the same
+for every turn), then the history (the words said and heard, append-only between turns), then this turn's
+context (the world right now, the memories recalled for these words) with the player's words. The context is
+this turn's only: the history keeps the words, not the memories recalled for them, so the prompt grows by an
+exchange a turn, not by an exchange and its memories. A local engine computes the history's new exchange while
+the player is quiet (``DialogueManager.warm``), and a turn computes only its context and the player's words:
+the same amount on the tenth turn as on the second.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def build_messages(p: PromptInput) -> list[BaseMessage]:
         if entry.role == "character":
             messages.append(AIMessage(entry.text))
         else:
-            _human(messages, with_context(entry.context, entry.text), "\n" if entry.role == "room" else "\n\n")
+            _human(messages, entry.text, "\n" if entry.role == "room" else "\n\n")
     text = with_context(context_text(p), p.player_text)
     if p.nudge:
         text += "\n\n" + nudge_text(p.character)

@@ -116,9 +116,6 @@ class HistoryEntry:
     # in a room (someone else's words, another character's reply), with the speaker's name ("Ann: ...")
     role: Literal["player", "character", "room"]
     text: str
-    # a player turn's context as the model saw it then (world, recalled memories): kept, so the prompt of the
-    # next turn extends this one's exactly (a local engine reuses the cached prefix)
-    context: str = ""
 
 
 class EngineProcess(Protocol):

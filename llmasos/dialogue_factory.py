@@ -150,10 +150,11 @@ def summariser(backend: Backend, activity: Activity | None = None) -> Callable[[
             HumanMessage("\n".join(turns)),
         ]
 
-        # a background call: on an engine shared with the conversations (llama.cpp) it yields to any turn that
-        # needs the model and is tried again later; the other backends ignore the flag
+        # idle work: on an engine shared with the conversations (llama.cpp) it yields to any turn that needs the
+        # model, and to the prompt warm-ups that prepare the next turn, and is tried again later; the other
+        # backends ignore the flags
         async def ask() -> str:
-            return (await backend.model.ainvoke(messages, background=True)).text
+            return (await backend.model.ainvoke(messages, background=True, idle=True)).text
 
         for attempt in range(PREEMPTED_RETRIES):
             try:

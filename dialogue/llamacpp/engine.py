@@ -202,7 +202,10 @@ class ContextPool:
         """The free context worth the most to ``chat``; waits for one. A foreground request also waits for a
         busy context worth more that is about to be free (``_Slot.ending_for``) rather than compute its prompt
         again elsewhere. A background request never waits in front of a foreground one: it raises Preempted
-        while any is in the house."""
+        while any is in the house. Work that is not a reply runs one request at a time per priority (a warm-up
+        waits for another warm-up, a content job for another job): two computations on the same few cores
+        each take more than twice as long (their threads spin against each other), and a warm-up that is not
+        done when the player speaks is no warm-up."""
         background = request.priority != "foreground"
 
         def rank(s: _Slot) -> tuple[int, bool, float]:
@@ -221,6 +224,10 @@ class ContextPool:
                     if request.priority == "background":
                         self.background -= 1
                     raise
+                if background and any(s.busy and s.request is not None and s.request.priority == request.priority
+                                       for s in self.slots):  # fmt: skip
+                    self._cond.wait()  # one of its kind at a time
+                    continue
                 free = [slot for slot in self.slots if not slot.busy]
                 ending = [] if background else [s for s in self.slots if s.busy and s.ending_for(request)]
                 best = max(free, key=rank) if free else None

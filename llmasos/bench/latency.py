@@ -10,6 +10,15 @@ utterances (made with the packaged voice) with natural pauses. Per turn, at the 
 
 Each turn's server timeline (the `metrics` event) is joined to give the stages, and the overhead:
 voice-to-voice minus (endpoint wait + ASR + recall + LLM to first sentence + TTS first chunk).
+
+``--conversation`` measures what a conversation is like rather than the kindest case: per player, an earlier
+session tells the character a few things about them (its memories are recalled later), then a new session
+holds ``--turns`` spoken turns (10 by default) in one connection, each waiting for the whole reply, with
+questions that pause mid-turn ("Good morning. [0.36 s] Do you have any swords for sale?"), spoken by
+espeak-ng (a voice that is not the server's own), while a second session sits idle beside it. Players run one
+after another (``--sessions`` of them). Reported beyond the usual: the model's first token and voice-to-voice
+per turn number (does turn 10 cost more than turn 2?), and the paused questions that were split (answered
+before the player finished, or heard as two utterances).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +55,26 @@ QUESTIONS: tuple[tuple[str, float], ...] = (
     ("Can you repair my old axe?", 0.0),
     ("What is your daughter's name?", 0.0),
 )
+# --conversation: what a player says over one connection (the pause, in seconds, after the part before "|")
+CONVERSATION: tuple[tuple[str, float], ...] = (
+    ("Good morning.|Do you have any swords for sale?", 0.36),
+    ("How much does a steel sword cost?", 0.0),
+    ("Hmm.|That is more than I hoped to pay.", 0.42),
+    ("Can you repair my old axe?", 0.0),
+    ("The blade is chipped,|and the handle is loose.", 0.45),
+    ("Have you seen any wolves on the north road?", 0.0),
+    ("My brother went north last week,|and he has not come back.", 0.38),
+    ("Where is the river mill?", 0.0),
+    ("Do you remember where I come from?", 0.0),
+    ("Thank you.|I will come back tomorrow.", 0.36),
+    ("What is your daughter's name?", 0.0),
+    ("Is the inn still open at this hour?", 0.0),
+)
+# --conversation: the earlier session of the same player, whose memories the character recalls later
+EARLIER = (
+    "My name is Arin, and I am a hunter from the eastern hills.",
+    "I am looking for my brother Tomas, who went north to trade furs.",
+)
 STORY = "Tell me a long story about your forge and your family, please."
 INTERRUPTION = "Wait, stop please."
 DEADLINE = "no answer before the deadline"
@@ -59,6 +89,7 @@ class Utterance:
     pcm: npt.NDArray[np.int16]
     trailing_s: float  # silence after the last voiced sample
     text: str
+    paused: bool = False  # a pause inside it
 
 
 @dataclass
@@ -72,31 +103,66 @@ class TurnResult:
     barge_in_stop_s: float | None = None
     transcript: str = ""
     error: str = ""  # why this turn has no measurement (e.g. no reply before the deadline)
+    number: int = 0  # the turn's place in its connection (1 = the first thing the player said)
+    paused: bool = False  # the question has a pause inside it
+    split: bool = False  # ... and a reply spoke in its pause (the player was answered before they finished)
+    pieces: int = 0  # the final transcripts it was heard as (2: the pause ended an utterance; the words were
+    # then answered together, or split)
 
 
-def make_utterances(settings: Settings) -> tuple[list[Utterance], Utterance, Utterance]:
+Synthesize = Callable[[str], tuple[npt.NDArray[np.int16], int]]  # text -> (s16 mono, sample rate)
+
+
+def piper_voice(settings: Settings) -> Synthesize:
+    """The server's own packaged voice."""
     from llmasos.models import ModelStore
     from llmasos.voice_factory import load_tts
+
+    tts = load_tts(settings, ModelStore(settings.data_dir))
+    return lambda text: (tts.synthesize_sync(text), tts.sample_rate)
+
+
+def espeak_voice(voice: str = "en-us", words_per_minute: int = 165) -> Synthesize:
+    """Debian's espeak-ng: a voice the server's recogniser and end-of-turn model were not tuned on."""
+    import shutil
+    import tempfile
+    import wave
+
+    binary = shutil.which("espeak-ng")
+    if binary is None:
+        raise SystemExit("bench latency --conversation speaks with espeak-ng: install it (apt install espeak-ng)")
+
+    def say(text: str) -> tuple[npt.NDArray[np.int16], int]:
+        with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+            subprocess.run([binary, "-v", voice, "-s", str(words_per_minute), "-w", f.name, text], check=True)
+            with wave.open(f.name) as w:
+                return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).copy(), w.getframerate()
+
+    return say
+
+
+def speech(synthesize: Synthesize, text: str, pause_s: float = 0.0) -> Utterance:
+    """``text`` spoken at 48 kHz; a "|" in it is a pause of ``pause_s`` (the voice's own silences trimmed)."""
     from voice.audio import float_to_s16, resample, s16_to_float
     from voice.tts import voiced_range
 
-    tts = load_tts(settings, ModelStore(settings.data_dir))
+    parts = []
+    rate = RATE
+    for i, piece in enumerate(text.split("|")):
+        pcm, rate = synthesize(piece)
+        if i:
+            parts.append(np.zeros(int(rate * pause_s), dtype=np.int16))
+        first, last = voiced_range(pcm)
+        parts.append(pcm[first:last] if "|" in text else pcm)
+    out = float_to_s16(resample(s16_to_float(np.concatenate(parts)), rate, RATE))
+    _, last = voiced_range(out)
+    return Utterance(out, (len(out) - last) / RATE, text.replace("|", " "), paused="|" in text)
 
-    def speech(text: str, pause_s: float = 0.0) -> Utterance:
-        parts = []
-        for i, piece in enumerate(text.split("|")):
-            if i:
-                parts.append(np.zeros(int(tts.sample_rate * pause_s), dtype=np.int16))
-            pcm = tts.synthesize_sync(piece)
-            first, last = voiced_range(pcm)
-            parts.append(pcm[first:last] if "|" in text else pcm)
-        pcm = np.concatenate(parts)
-        out = float_to_s16(resample(s16_to_float(pcm), tts.sample_rate, RATE))
-        _, last = voiced_range(out)
-        return Utterance(out, (len(out) - last) / RATE, text.replace("|", " "))
 
-    questions = [speech(text, pause) for text, pause in QUESTIONS]
-    return questions, speech(STORY), speech(INTERRUPTION)
+def make_utterances(settings: Settings) -> tuple[list[Utterance], Utterance, Utterance]:
+    voice = piper_voice(settings)
+    questions = [speech(voice, text, pause) for text, pause in QUESTIONS]
+    return questions, speech(voice, STORY), speech(voice, INTERRUPTION)
 
 
 async def run_session(
@@ -109,9 +175,10 @@ async def run_session(
     character: str,
     barge_every: int,
     rng: random.Random,
+    player: str | None = None,
 ) -> list[TurnResult]:
     results: list[TurnResult] = []
-    async with await VoiceClient.connect(url, character=character, player=f"bench-{index}") as client:
+    async with await VoiceClient.connect(url, character=character, player=player or f"bench-{index}") as client:
         await client.wait_for("state", state="listening", turn=1, timeout_s=180)  # after the greeting
         for n in range(turns):
             await asyncio.sleep(rng.uniform(0.5, 1.5))  # a natural pause before speaking: part of the scenario
@@ -121,8 +188,9 @@ async def run_session(
                     results.append(await _barge_in_turn(client, index, story, interruption))
                 else:
                     results.append(await _question_turn(client, index, questions[n % len(questions)]))
+                results[-1].number = n + 1
             except TimeoutError:  # an overloaded server: record the turn as unanswered and go on
-                results.append(TurnResult(index, -1, kind, "", error=DEADLINE))
+                results.append(TurnResult(index, -1, kind, "", error=DEADLINE, number=n + 1))
                 recent = [m for _, m in client.events[-12:] if m.get("type") != "metrics"]
                 print(f"session {index}: {kind} turn unanswered; last events: {recent}", file=sys.stderr)
                 with contextlib.suppress(TimeoutError):
@@ -131,16 +199,20 @@ async def run_session(
 
 
 async def _question_turn(client: VoiceClient, index: int, utterance: Utterance) -> TurnResult:
+    started = time.monotonic()
     sent_end = await client.say(utterance.pcm)
     speech_end = sent_end - utterance.trailing_s
     _, reply = await client.wait_for("reply", final=True, since=speech_end, timeout_s=180)
     turn = int(reply["turn"])
-    result = TurnResult(index, turn, "question", utterance.text)
+    result = TurnResult(index, turn, "question", utterance.text, paused=utterance.paused)
+    finals = [m for m in client.of_type("transcript", since=started) if m["final"]]
+    early = [m for m in client.of_type("state", since=started) if m.get("state") == "speaking" and m["turn"] != turn]
+    result.split, result.pieces = bool(early), len(finals)
     first = client.received.first_loud_after(speech_end)
     result.v2v_s = None if first is None else first - speech_end
     _, metrics = await client.wait_for("metrics", turn=turn, timeout_s=60)
     result.stages_s = stage_seconds(metrics["timeline_ms"], unit=0.001)
-    result.transcript = " ".join(m["text"] for m in client.of_type("transcript", since=speech_end - 30) if m["final"])
+    result.transcript = " ".join(m["text"] for m in finals)
     await client.wait_for("state", state="listening", turn=turn, timeout_s=60)
     return result
 
@@ -191,6 +263,63 @@ async def _barge_in_turn(client: VoiceClient, index: int, story: Utterance, inte
     return result
 
 
+async def _forget(url: str, player: str) -> None:
+    """A bench player starts with no memories (an earlier run's are not this run's earlier session)."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        res = await http.delete(f"{url}/players/{player}/memories")
+        if res.status_code not in (200, 202):
+            raise SystemExit(f"cannot clear the memories of {player}: {res.status_code} {res.text}")
+
+
+async def _earlier_session(url: str, character: str, player: str, said: list[Utterance]) -> None:
+    """A session before the measured one, where the player tells the character about themself; it ends, and its
+    memories are written as the session closes."""
+    async with await VoiceClient.connect(url, character=character, player=player) as client:
+        await client.wait_for("state", state="listening", turn=1, timeout_s=180)
+        for utterance in said:
+            await _question_turn(client, -1, utterance)
+
+
+async def run_conversations(
+    url: str, args: argparse.Namespace, questions: list[Utterance], earlier: list[Utterance]
+) -> list[TurnResult]:
+    """``args.sessions`` players, one after another, each with an earlier session and then ``args.turns`` turns
+    in one connection, while another session stays connected and silent."""
+    results: list[TurnResult] = []
+    rng = random.Random(args.seed)
+    async with await VoiceClient.connect(url, character=args.character, player="bench-idle") as idle:
+        await idle.wait_for("state", state="listening", turn=1, timeout_s=180)
+        for i in range(args.sessions):
+            player = f"bench-conversation-{i}"
+            await _forget(url, player)
+            await _earlier_session(url, args.character, player, earlier)
+            rows = await run_session(
+                url, i, args.turns, questions, questions[0], questions[0], args.character, 0, rng, player=player
+            )
+            results += rows
+            print(f"player {i}: voice-to-voice {[r.v2v_s and round(r.v2v_s, 2) for r in rows]}", flush=True)
+    return results
+
+
+def by_turn(results: list[TurnResult]) -> list[dict[str, Any]]:
+    """Per turn number in a connection: the model's first token (from recall) and voice-to-voice, p50."""
+    rows = []
+    for number in sorted({r.number for r in results if r.number > 0}):
+        turns = [r for r in results if r.number == number and r.v2v_s is not None]
+        first = [r.stages_s["llm_first_token"] for r in turns if "llm_first_token" in r.stages_s]
+        rows.append(
+            {
+                "turn": number,
+                "n": len(turns),
+                "llm_first_token_p50_s": round(percentile(first, 50), 3) if first else None,
+                "voice_to_voice_p50_s": round(percentile([r.v2v_s for r in turns if r.v2v_s], 50), 3)
+                if turns
+                else None,
+            }
+        )
+    return rows
+
+
 def summarise(results: list[TurnResult]) -> dict[str, Any]:
     def stats(values: list[float]) -> dict[str, float | int]:
         if not values:
@@ -225,6 +354,10 @@ def summarise(results: list[TurnResult]) -> dict[str, Any]:
         "unanswered": sum(1 for r in results if r.error == DEADLINE),
         "no_speech": sum(1 for r in results if r.error == NO_SPEECH),
         "short_reply": sum(1 for r in results if r.error == SHORT_REPLY),
+        "paused_questions": sum(1 for r in questions if r.paused),
+        "paused_split": sum(1 for r in questions if r.paused and r.split),
+        "paused_heard_in_pieces": sum(1 for r in questions if r.paused and r.pieces > 1),
+        "by_turn": by_turn(questions),
     }
 
 
@@ -416,14 +549,23 @@ async def run_load_generating(
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    utterances = make_utterances(settings)
+    conversation = bool(getattr(args, "conversation", False))
+    if conversation:
+        voice = espeak_voice()
+        spoken = [speech(voice, text, pause) for text, pause in CONVERSATION]
+        earlier = [speech(voice, text) for text in EARLIER]
+        utterances = (spoken, spoken[0], spoken[0])
+    else:
+        utterances = make_utterances(settings)
     proc, url = (None, args.url) if args.url else start_server(settings)
     try:
         results: list[TurnResult] = []
         sweep: list[dict[str, Any]] = []
         soak_samples: list[dict[str, float]] = []
         generation: dict[str, Any] = {}
-        if args.generate:
+        if conversation:
+            results = asyncio.run(run_conversations(url, args, spoken, earlier))
+        elif args.generate:
             results, generation = asyncio.run(run_load_generating(url, settings, args, utterances))
         if args.sweep:
             for n in [int(x) for x in args.sweep.split(",")]:
@@ -452,6 +594,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "character": args.character,
             "barge_every": args.barge_every,
             "generating": bool(args.generate),
+            "conversation": conversation,
+            "voice": "espeak-ng en-us" if conversation else "piper joe (the server's own)",
             "llm": backend_name(settings),
             "asr": settings.asr.model,
             "min_silence_ms": settings.endpoint.min_silence_ms,
@@ -495,10 +639,28 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(f"| replies with nothing to say aloud (model output was only markup) | {s['no_speech']} | | | |")
     for entry in data["sweep"]:
         row(f"sweep: {entry['sessions']} sessions, voice-to-voice", entry["voice_to_voice_s"])
+    if s.get("paused_questions"):
+        lines.append(
+            f"| paused questions answered before they were finished (split) | {s['paused_questions']} | "
+            f"{s['paused_split']} split | {s['paused_heard_in_pieces']} heard in two pieces | |"
+        )
     m, c = data["machine"], data["config"]
+    if c.get("conversation") and s.get("by_turn"):
+        lines += ["", "| turn in the connection | n | model first token p50 (s) | voice-to-voice p50 (s) |"]
+        lines.append("|---|---|---|---|")
+        lines += [
+            f"| {t['turn']} | {t['n']} | {t['llm_first_token_p50_s']} | {t['voice_to_voice_p50_s']} |"
+            for t in s["by_turn"]
+        ]
     head = [
         f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}; "
-        f"{c['sessions']} session(s) x {c['turns']} turns, LLM {c['llm']}, ASR {c['asr']}, "
+        + (
+            f"conversation: {c['sessions']} player(s) one after another, each with an earlier session, then "
+            f"{c['turns']} turns in one connection, spoken by {c['voice']}, a second session idle; "
+            if c.get("conversation")
+            else f"{c['sessions']} session(s) x {c['turns']} turns, "
+        )
+        + f"LLM {c['llm']}, ASR {c['asr']}, "
         + (
             "end of turn: Smart Turn v3.2 (200 ms, else 1 s)."
             if c.get("end_of_turn") == "smart_turn"

@@ -62,7 +62,7 @@ def register(sub: Any) -> None:
     lat = bsub.add_parser("latency", help="voice-to-voice and barge-in at the client, N sessions, per-stage join")
     lat.add_argument("--url", default=None, help="a running server (default: start one)")
     lat.add_argument("--sessions", type=int, default=1)
-    lat.add_argument("--turns", type=int, default=6, help="turns per session")
+    lat.add_argument("--turns", type=int, default=None, help="turns per session (default 6; 10 in a conversation)")
     lat.add_argument("--barge-every", type=int, default=3, help="every Nth turn is a barge-in (0: never)")
     lat.add_argument("--character", default="blacksmith")
     lat.add_argument("--sweep", default="", help="comma-separated session counts, e.g. 1,2,4,8")
@@ -74,6 +74,12 @@ def register(sub: Any) -> None:
     lat.add_argument("--seed", type=int, default=7)
     lat.add_argument(
         "--generate", action="store_true", help="keep content generation jobs running on the server during the turns"
+    )
+    lat.add_argument(
+        "--conversation",
+        action="store_true",
+        help="a conversation: an earlier session per player, then --turns turns in one connection (default 10), "
+        "questions with pauses spoken by espeak-ng, a second session idle; players one after another",
     )
     lat.add_argument("--json", type=Path, default=Path("bench/results/latency.json"))
     lat.add_argument("--png", type=Path, default=Path("bench/results/latency.png"))
@@ -89,6 +95,8 @@ def _run_voice(args: argparse.Namespace, settings: Settings) -> int:
 def _run_latency(args: argparse.Namespace, settings: Settings) -> int:
     from llmasos.bench import latency
 
+    if args.turns is None:
+        args.turns = 10 if args.conversation else 6
     return latency.run(args, settings)
 
 

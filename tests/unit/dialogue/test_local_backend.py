@@ -233,3 +233,41 @@ def test_a_reply_waits_for_a_stopped_request_or_a_summary_holding_its_prompt(sto
     pool.give_back(busy, other, ann)
     waiter.join(10)
     assert got == [busy]
+
+
+def test_work_that_is_not_a_reply_runs_one_of_its_kind_at_a_time() -> None:
+    """Two warm-ups at once on two cores each take more than twice as long (their threads spin against each
+    other), and the player may speak before either is done: the second waits for the first."""
+    from dialogue.llamacpp.engine import ContextPool, _Slot
+    from dialogue.llamacpp.protocol import Request
+
+    pool = ContextPool([_Slot(object()), _Slot(object())])
+    ann, bob = Request(messages=(), priority="background"), Request(messages=(), priority="background")
+    first = pool.take(ann, [("user", "Ann's history")])
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(pool.take(bob, [("user", "Bob's history")])))
+    waiter.start()
+    _waiting(pool, 1)  # a context is free, yet Bob's warm-up waits
+    assert got == []
+    pool.give_back(first, ann, [("user", "Ann's history")])
+    waiter.join(10)
+    assert got and got[0] in pool.slots
+    pool.give_back(got[0], bob, [])
+    assert (pool.foreground, pool.background) == (0, 0)
+
+
+async def test_memory_summaries_are_idle_work() -> None:
+    """A summary yields to the warm-up that prepares the next turn, not only to replies."""
+    from llmasos.dialogue_factory import summariser
+
+    class Recording:
+        calls: list[dict[str, Any]] = []
+
+        async def ainvoke(self, messages: Any, **kwargs: Any) -> Any:
+            self.calls.append(kwargs)
+            return type("M", (), {"text": "Ann likes tea."})()
+
+    model = Recording()
+    summarise = summariser(type("B", (), {"model": model})())  # type: ignore[arg-type]
+    assert await summarise(["Ann said: I like tea."]) == "Ann likes tea."
+    assert model.calls == [{"background": True, "idle": True}]

@@ -166,17 +166,19 @@ def test_llamacpp_missing_names_the_install(monkeypatch: pytest.MonkeyPatch, tmp
         start_worker(WorkerOptions(model=tmp_path / "m.gguf"))
 
 
-async def test_each_prompt_extends_the_last_one(character: Character) -> None:
-    # a local engine computes only the new tail of a prompt: the memories and world of a turn stay with it
+async def test_a_turns_context_is_its_own_and_the_history_keeps_the_words(character: Character) -> None:
+    # the prompt grows by an exchange a turn: the memories and world of a turn are in that turn's prompt only,
+    # so a turn computes its context and words, the same amount on the tenth turn as on the second
     model = ScriptedChatModel(scripts=[["Ok."], ["Fine."]])
     m = DialogueManager(Backend("fake", model), character)
     await collect(m, "hello", memories=["Ann likes tea."], world="It rains.")
     await collect(m, "more", memories=["Ann has a dog."])
     first, second = ([msg.text for msg in call] for call in model.calls)
-    assert second[: len(first)] == first
-    assert second[len(first)] == "Ok."
-    assert "Ann has a dog." in second[-1] and not any("Ann has a dog." in text for text in first)
-    assert m.history[0].text == "hello"  # what the player said, without the context
+    assert second[: len(first) - 1] == first[:-1]  # the system message and the history before: the same
+    assert "Ann likes tea." in first[-1] and "It rains." in first[-1] and first[-1].endswith("hello")
+    assert second[len(first) - 1 : len(first) + 1] == ["hello", "Ok."]  # the words, without their context
+    assert "Ann has a dog." in second[-1] and not any("Ann likes tea." in text for text in second)
+    assert m.history[0].text == "hello"
 
 
 async def test_warm_computes_the_next_prompt_s_prefix_ahead(character: Character) -> None:

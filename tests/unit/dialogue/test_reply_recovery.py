@@ -20,7 +20,7 @@ from dialogue import (
     ReplyEvent,
     ReplySentence,
 )
-from dialogue.prompt import MEMORY_HEADER, nudge_text
+from dialogue.prompt import nudge_text
 from dialogue.testing import ScriptedChatModel
 from rtc.protocol import TextMessage
 
@@ -51,9 +51,9 @@ async def test_an_empty_reply_is_asked_again_with_a_nudge(character: Character) 
     assert m.last_done == events[-1]
     first, again = model.calls
     assert again[:-1] == first[:-1] and again[-1].text == f"{first[-1].text}\n\n{nudge_text(character)}"
-    # the history keeps the turn as the player gave it, so the next prompt still extends this one
+    # the history keeps the turn as the player gave it (its context was this turn's only)
     assert m.history == (
-        HistoryEntry("player", SAID, f"{MEMORY_HEADER}\n- The player likes books."),
+        HistoryEntry("player", SAID),
         HistoryEntry("character", "Ah, the block books came first."),
     )
 

@@ -8,10 +8,9 @@ import asyncio
 import numpy as np
 import pytest
 from fakes import CHARACTER, FakeMemory, FakeTransport, FakeVoice, ScriptedListener
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage
 
 from dialogue import Backend, Character, DialogueManager
+from dialogue.testing import ScriptedChatModel
 from llmasos.room import Room
 from llmasos.services import ConversationOptions, Services
 from rtc.audio import OutboundAudioTrack
@@ -33,8 +32,10 @@ class Tavern:
         services = Services(open_listener=lambda: next(order), tts=FakeVoice(), memory=self.memory)
         self.room = Room(services, ConversationOptions(greet=False, preemptive=False), room_id="tavern")
         self.voices: dict[str, OutboundAudioTrack] = {}
+        self.models: dict[str, ScriptedChatModel] = {}
         for character in (CHARACTER, HILDA):
-            model = GenericFakeChatModel(messages=iter([AIMessage(content=replies[character.id])] * 20))
+            model = ScriptedChatModel(scripts=[[replies[character.id]]])
+            self.models[character.id] = model
             voice = OutboundAudioTrack(200, clock=lambda: 0.0, sleep=FakeTransport._no_sleep)
             self.voices[character.id] = voice
             self.room.add_character(DialogueManager(Backend("fake", model), character), FakeVoice(), voice)
@@ -218,6 +219,6 @@ async def test_a_players_world_facts_are_in_the_replies_to_them_only() -> None:
         tavern.say("bob", "Brom, and my axe?")
         await tavern.t["bob"].until(lambda m: m["type"] == "state" and m["state"] == "speaking" and m["turn"] == 2)
         await tavern.play_until_listening("smith", 2)
-        asked = {h.text: h.context for h in tavern.room.seats["smith"].manager.history if h.role == "player"}
+        asked = {call[-1].text.rsplit("\n\n", 1)[-1]: call[-1].text for call in tavern.models["smith"].calls}
         assert "Right now: Ann holds a rusty sword." in asked["Ann: Brom, can you sharpen this?"]
         assert "rusty" not in asked["Bob: Brom, and my axe?"]

@@ -38,13 +38,29 @@ _TIME_BASE = fractions.Fraction(1, RATE)
 LOUD = 300.0  # mean absolute amplitude (s16) above which a received frame counts as voice
 
 
+@dataclass(frozen=True)
+class EchoLoop:
+    """What a headset without echo cancellation does: the audio it plays comes back into its microphone,
+    ``delay_ms`` later, ``gain_db`` quieter, with the room's noise (``noise_db`` below full scale)."""
+
+    delay_ms: int = 100
+    gain_db: float = -6.0
+    noise_db: float = -50.0
+
+
 class MicTrack(MediaStreamTrack):
-    """A microphone fed by ``say()``: real-time paced 20 ms frames, silence in between."""
+    """A microphone fed by ``say()``: real-time paced 20 ms frames, silence in between. With an ``echo`` loop,
+    what the client plays comes back into it (``hear()``)."""
 
     kind = "audio"
 
-    def __init__(self) -> None:
+    def __init__(self, echo: EchoLoop | None = None) -> None:
         super().__init__()
+        self.echo = echo
+        self._back = collections.deque[npt.NDArray[np.int16]]()  # played audio on its way back, 20 ms pieces
+        if echo is not None:
+            self._back.extend(np.zeros(FRAME, dtype=np.int16) for _ in range(echo.delay_ms * RATE // 1000 // FRAME))
+        self._noise = np.random.default_rng(0)
         self._queue: collections.deque[npt.NDArray[np.int16]] = collections.deque()
         self._pts = 0
         self._start: float | None = None
@@ -63,6 +79,11 @@ class MicTrack(MediaStreamTrack):
 
     async def drained(self) -> None:
         await self._drained.wait()
+
+    def hear(self, played: npt.NDArray[np.int16]) -> None:
+        """The client played ``played`` (48 kHz mono): with an echo loop, it comes back into the microphone."""
+        if self.echo is not None:
+            self._back.append(played)
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -83,12 +104,23 @@ class MicTrack(MediaStreamTrack):
                 self._drained.set()
         else:
             samples = np.zeros(FRAME, dtype=np.int16)
+        if self.echo is not None:
+            samples = self._with_echo(samples)
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
         frame.pts = self._pts
         frame.time_base = _TIME_BASE
         self._pts += FRAME
         return frame
+
+    def _with_echo(self, samples: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
+        assert self.echo is not None
+        back = self._back.popleft() if self._back else np.zeros(FRAME, dtype=np.int16)
+        if len(back) != FRAME:
+            back = np.resize(back, FRAME) if len(back) else np.zeros(FRAME, dtype=np.int16)
+        mixed = samples.astype(np.float32) + back.astype(np.float32) * 10 ** (self.echo.gain_db / 20)
+        mixed += self._noise.standard_normal(FRAME).astype(np.float32) * 32767 * 10 ** (self.echo.noise_db / 20)
+        return np.clip(mixed, -32768, 32767).astype(np.int16)
 
 
 @dataclass
@@ -155,15 +187,16 @@ class VoiceClient:
         resume: str | None = None,
         timeout_s: float = 30.0,
         http: httpx.AsyncClient | None = None,
+        echo: EchoLoop | None = None,
     ) -> VoiceClient:
         """A 1:1 session with ``character``, or (``room``) a place in a room, as ``name``; ``greet``: false, the
         character does not greet; ``resume``: a session of this player with ``character`` that ended recently,
-        whose conversation goes on."""
+        whose conversation goes on; ``echo``: what the client plays comes back into its microphone."""
         host = httpx.URL(base_url).host
         if host in ("localhost", "127.0.0.1", "::1"):
             allow_loopback_candidates()  # the server may be reachable on loopback only
         pc = RTCPeerConnection()
-        mic = MicTrack()
+        mic = MicTrack(echo)
         pc.addTrack(mic)
         client = cls(pc, mic)
         try:
@@ -238,6 +271,7 @@ class VoiceClient:
                 level = float(np.abs(samples.astype(np.float32)).mean())
                 now = time.monotonic()
                 self.received.frames.append((now, level))
+                self.mic.hear(samples.reshape(-1)[:: len(frame.layout.channels)].astype(np.int16))
                 if self.received.keep_pcm:  # the first channel of interleaved samples
                     channels = len(frame.layout.channels)
                     self.received.pcm.append((now, samples.reshape(-1)[::channels].astype(np.int16)))

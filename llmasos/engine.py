@@ -48,6 +48,7 @@ from llmasos.voice_factory import (
 from memory import ChromaMemoryStore, Reflector
 from rtc.mixer import RoomMixer
 from voice.asr import WhisperASR
+from voice.echo import EchoOptions
 from voice.smart_turn import SmartTurn
 from voice.tts import PiperTTS
 from voice.vad import SileroVAD
@@ -91,6 +92,7 @@ class Engine:
             llm_timeout_s=self.settings.llm.timeout_s,
             memory_writes_per_min=self.settings.limits.memory_writes_per_min,
             preemptive=self.settings.endpoint.preemptive and self.settings.asr.speculative,
+            echo=EchoOptions() if self.settings.endpoint.echo_gate else None,
         )
 
     def character(self, character_id: str) -> Character | None:

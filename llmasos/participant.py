@@ -17,6 +17,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel
 
 from llmasos.turn import Speaker, Timeline
@@ -33,10 +35,11 @@ from rtc.protocol import (
     TextMessage,
     WorldMessage,
 )
-from voice.audio import check_format
+from voice.audio import InboundConverter, check_format, float_to_s16
+from voice.echo import EchoGate, EchoOptions
 from voice.errors import AudioFormatError, VoiceError
 from voice.listener import DecodeFailed, ListenEvent
-from voice.types import AudioFrame, SpeechPaused, SpeechResumed, SpeechStarted, Transcript, Utterance
+from voice.types import ASR_RATE, AudioFrame, SpeechPaused, SpeechResumed, SpeechStarted, Transcript, Utterance
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,10 @@ class Transport(Protocol):
     def audio_frames(self) -> AsyncIterator[PcmFrame]: ...
 
     def messages(self) -> AsyncIterator[ClientMessage | ProtocolError]: ...
+
+    def tap_sent(self, tap: Callable[[npt.NDArray[np.int16]], None]) -> None:
+        """``tap`` gets the audio this person is sent (48 kHz mono s16), frame by frame, as it is sent."""
+        ...
 
 
 class ListenStage(Protocol):
@@ -210,6 +217,7 @@ class Participant:
         open_listener: Callable[[], ListenStage],
         host: Host,
         pre_roll_ms: int = 300,
+        echo: EchoOptions | None = None,
     ) -> None:
         self.id = id
         self.name = name
@@ -222,6 +230,12 @@ class Participant:
         self.audio_s = 0.0  # seconds of microphone audio read so far
         self.transcripts: list[str] = []  # final transcripts, in order
         self.on_frame: Callable[[PcmFrame], None] | None = None  # every microphone frame (a room's mix)
+        # the character's voice coming back through this person's microphone is taken out before listening
+        self.echo = EchoGate(echo) if echo is not None else None
+        if self.echo is not None:
+            gate, sent = self.echo, InboundConverter(ASR_RATE)
+            transport.tap_sent(lambda pcm: gate.reference(sent.convert(AudioFrame(pcm.reshape(-1, 1), 48_000, 1))))
+            self._mic = InboundConverter(ASR_RATE)
 
     def send(self, message: BaseModel) -> None:
         self.transport.send(message)
@@ -333,7 +347,10 @@ class Participant:
             self.audio_s += len(frame.samples) / frame.channels / frame.sample_rate
             if self.on_frame is not None:
                 self.on_frame(frame)
-            yield AudioFrame(frame.samples.reshape(-1, frame.channels), frame.sample_rate, frame.channels)
+            heard = AudioFrame(frame.samples.reshape(-1, frame.channels), frame.sample_rate, frame.channels)
+            if self.echo is not None:
+                heard = AudioFrame(float_to_s16(self.echo.filter(self._mic.convert(heard))).reshape(-1, 1), ASR_RATE, 1)
+            yield heard
 
     # ---- messages ----------------------------------------------------------------------------------------------
 

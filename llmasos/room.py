@@ -127,7 +127,9 @@ class Room:
         stored) before this returns. ``greet``: false, nobody greets them."""
         if player in self.participants:
             raise ValueError(f"{player!r} is already in this room")
-        participant = Participant(player, name, transport, self._s.open_listener, self, self._opts.endpoint.pre_roll_ms)
+        participant = Participant(
+            player, name, transport, self._s.open_listener, self, self._opts.endpoint.pre_roll_ms, self._opts.echo
+        )
         self.participants[player] = participant
         self.transcripts[player] = participant.transcripts
         self.addressing.join(player, name)

@@ -9,6 +9,7 @@ from typing import Protocol
 from llmasos.activity import Activity
 from llmasos.participant import ListenStage
 from memory.types import MemoryStore
+from voice.echo import EchoOptions
 from voice.endpoint import EndpointOptions
 from voice.types import TTS
 
@@ -46,6 +47,7 @@ class Services:
 @dataclass(frozen=True)
 class ConversationOptions:
     endpoint: EndpointOptions = EndpointOptions()
+    echo: EchoOptions | None = EchoOptions()  # the character's voice coming back is taken out (None: off)
     recall_k: int = 4
     recall_budget_s: float = 0.15
     greet: bool = True

@@ -142,6 +142,10 @@ class EndpointSettings(_Section):
     turn_max_silence_ms: int = Field(1000, ge=100, le=10000)  # a pause judged incomplete ends the turn after this
     turn_threshold: float = Field(0.5, gt=0.0, lt=1.0)  # the model's probability above which a turn is complete
     min_silence_ms: int = Field(500, ge=100, le=5000)  # end_of_turn "silence"
+    # the character's own voice coming back through a player's microphone (a headset without echo cancellation,
+    # a client that plays into its microphone) is found in the audio that player was sent and taken out before
+    # listening, so it is neither a barge-in nor a turn (voice/echo.py)
+    echo_gate: bool = True
     pre_roll_ms: int = Field(300, ge=0, le=2000)
     min_speech_ms: int = Field(150, ge=0, le=5000)
     max_utterance_s: float = Field(20.0, ge=1.0, le=120.0)

@@ -230,6 +230,9 @@ def audio_frame(samples: npt.NDArray[np.int16], pts: int) -> av.AudioFrame:
     return frame
 
 
+SentTap = Callable[[npt.NDArray[np.int16]], None]  # 20 ms of 48 kHz mono s16, as it leaves for the peer
+
+
 class OutboundAudioTrack(MediaStreamTrack):
     """48 kHz mono audio to the peer, paced at 20 ms: one voice (a ``VoiceBuffer``), silence when it is quiet."""
 
@@ -242,6 +245,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._sleep = sleep
         self._start: float | None = None
         self._pts = 0
+        self.on_sent: SentTap | None = None  # every frame as it is sent (what the peer will hear)
 
     @property
     def written_samples(self) -> int:
@@ -278,7 +282,10 @@ class OutboundAudioTrack(MediaStreamTrack):
             wait = self._start + self._pts / SAMPLE_RATE - self._clock()
             if wait > 0:
                 await self._sleep(wait)
-        return audio_frame(self.voice.take(FRAME_SAMPLES), self._pts)
+        samples = self.voice.take(FRAME_SAMPLES)
+        if self.on_sent is not None:
+            self.on_sent(samples)
+        return audio_frame(samples, self._pts)
 
     def stop(self) -> None:
         self.clear()

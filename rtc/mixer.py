@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from rtc.audio import FRAME_SAMPLES, SAMPLE_RATE, Clock, PcmFrame, Sleep, VoiceBuffer, audio_frame, pull
+from rtc.audio import FRAME_SAMPLES, SAMPLE_RATE, Clock, PcmFrame, SentTap, Sleep, VoiceBuffer, audio_frame, pull
 
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 
@@ -49,6 +49,7 @@ class MixedTrack(MediaStreamTrack):
         self._ready = asyncio.Event()
         self._pts = 0
         self.dropped = 0
+        self.on_sent: SentTap | None = None  # every frame as it is sent (what the listener will hear)
 
     def push(self, samples: npt.NDArray[np.int16]) -> None:
         if len(self._frames) == self._frames.maxlen:
@@ -64,7 +65,10 @@ class MixedTrack(MediaStreamTrack):
             await self._ready.wait()
         if self.readyState != "live":
             raise MediaStreamError
-        frame = audio_frame(self._frames.popleft(), self._pts)
+        samples = self._frames.popleft()
+        if self.on_sent is not None:
+            self.on_sent(samples)
+        frame = audio_frame(samples, self._pts)
         self._pts += FRAME_SAMPLES
         return frame
 

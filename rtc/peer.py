@@ -27,9 +27,10 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
 from pydantic import BaseModel
 
-from rtc.audio import InboundAudio, OutboundAudioTrack, PcmFrame
+from rtc.audio import InboundAudio, OutboundAudioTrack, PcmFrame, SentTap
 from rtc.errors import ProtocolError, SignalingError
 from rtc.loopback import allow_loopback_candidates
+from rtc.mixer import MixedTrack
 from rtc.protocol import CHANNEL_LABEL, MAX_MESSAGE_BYTES, ClientMessage, encode, parse_client_message
 from rtc.ratelimit import TokenBucket
 
@@ -156,6 +157,12 @@ class PeerSession:
             raise SignalingError(f"cannot answer this offer: {exc or type(exc).__name__}", code="bad_sdp") from None
         session.answer = pc.localDescription
         return session
+
+    def tap_sent(self, tap: SentTap) -> None:
+        """``tap`` gets every frame of audio the peer is sent, as it is sent (the echo gate's reference)."""
+        outbound = self.outbound
+        if isinstance(outbound, OutboundAudioTrack | MixedTrack):
+            outbound.on_sent = tap
 
     def _attach(self, channel: RTCDataChannel) -> None:
         self._channel = channel

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -152,6 +153,9 @@ class FakeTransport:
     async def messages(self) -> AsyncIterator[ClientMessage | ProtocolError]:
         while (item := await self.inbox.get()) is not None:
             yield item
+
+    def tap_sent(self, tap: Callable[[npt.NDArray[np.int16]], None]) -> None:
+        self._speaker.on_sent = tap
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.sent if m["type"] == kind]

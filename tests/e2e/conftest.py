@@ -69,6 +69,7 @@ def scripted_llm() -> Iterator[ScriptedLLM]:
             # first: the words of a failed action come with memories of the question that asked for the hammer
             "did not work": "Ah, your hands are full. I will keep it here for you.",
             "hammer": "Here you are. [give_item item=hammer target=player] Mind, it is heavy.",
+            "weather": "The wind is cold today, and the clouds hang low over the hills. It will rain by nightfall.",
         }
     )
 

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from llmasos.client import ClientError, VoiceClient
+from llmasos.client import ClientError, EchoLoop, VoiceClient
 from voice.audio import float_to_s16
 from voice.audiofile import decode_file
 from voice.wer import wer
@@ -191,3 +191,31 @@ async def test_barge_in_stops_the_voice_and_keeps_what_was_heard(
     said = [m["content"] for m in last if m["role"] == "assistant"]
     assert heard in said
     assert not any("never once gone out" in text for text in said)
+
+
+async def test_its_own_voice_coming_back_is_neither_a_barge_in_nor_a_turn(
+    scripted_server: object, speak: Callable[[str], np.ndarray]
+) -> None:
+    """A client that plays the reply into its own microphone (a headset without echo cancellation: 100 ms
+    later, 6 dB quieter, with noise): ten replies are heard to their end and none is taken for the player's
+    words, while the player talking over a reply still stops it."""
+    url = scripted_server.url  # type: ignore[attr-defined]
+    async with await VoiceClient.connect(url, character="blacksmith", player="e2e-echo", echo=EchoLoop()) as client:
+        await _greeted(client)
+        for n in range(10):
+            turn = n + 2
+            client.send_text("What is the weather like?")
+            await client.wait_for("state", state="speaking", turn=turn, timeout_s=60)
+            await client.wait_for("state", state="listening", turn=turn, timeout_s=60)
+        interrupted = client.of_type("interrupted")
+        heard = [m["text"] for m in client.of_type("transcript") if m["final"]]
+        assert interrupted == [] and heard == [], (interrupted, heard)
+        replies = [m for m in client.of_type("reply") if m["final"] and m["turn"] > 1]
+        assert len(replies) == 10 and all("nightfall" in m["text"] for m in replies)
+
+        client.send_text("Tell me a story about your forge.")
+        start, speaking = await client.wait_for("state", state="speaking", timeout_s=60, where=lambda m: m["turn"] > 11)
+        await client.wait_loud(2.0, since=start)
+        await client.say(speak("Wait, stop please."))
+        _, stopped = await client.wait_for("interrupted", turn=speaking["turn"], timeout_s=30)
+        assert stopped["heard"] and "never once gone out" not in stopped["heard"]

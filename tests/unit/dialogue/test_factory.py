@@ -136,7 +136,8 @@ async def test_a_preempted_summary_is_tried_again(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(factory, "PREEMPTED_BACKOFF_S", 0.0)
     model = Busy(scripts=[["Ann likes tea."]], seen=[])
     assert await summariser(Backend("llamacpp", model))(["player: I like tea"]) == "Ann likes tea."
-    assert model.seen == [{"background": True}] * 3  # it yields to turns, and tries again
+    # idle work: it yields to turns and to the warm-ups that prepare them, and tries again
+    assert model.seen == [{"background": True, "idle": True}] * 3
 
     stuck = Busy(scripts=[["never"]], seen=[], busy=100)
     with pytest.raises(BackendPreemptedError):

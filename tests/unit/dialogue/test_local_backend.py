@@ -254,20 +254,3 @@ def test_work_that_is_not_a_reply_runs_one_of_its_kind_at_a_time() -> None:
     assert got and got[0] in pool.slots
     pool.give_back(got[0], bob, [])
     assert (pool.foreground, pool.background) == (0, 0)
-
-
-async def test_memory_summaries_are_idle_work() -> None:
-    """A summary yields to the warm-up that prepares the next turn, not only to replies."""
-    from llmasos.dialogue_factory import summariser
-
-    class Recording:
-        calls: list[dict[str, Any]] = []
-
-        async def ainvoke(self, messages: Any, **kwargs: Any) -> Any:
-            self.calls.append(kwargs)
-            return type("M", (), {"text": "Ann likes tea."})()
-
-    model = Recording()
-    summarise = summariser(type("B", (), {"model": model})())  # type: ignore[arg-type]
-    assert await summarise(["Ann said: I like tea."]) == "Ann likes tea."
-    assert model.calls == [{"background": True, "idle": True}]

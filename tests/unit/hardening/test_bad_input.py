@@ -55,7 +55,8 @@ async def test_malformed_audio_frames_are_reported_once_and_skipped() -> None:
     conv, _, _, _, manager = make_conversation("unused")
     transport, listener = FramesTransport(frames), CountingListener()
     services = Services(open_listener=lambda: listener, tts=conv.services.tts, memory=FakeMemory())
-    conversation = Conversation(services, transport, manager, "ann", ConversationOptions(greet=False))
+    # the echo gate off: the listener gets the frames as they came (with it, as 16 kHz mono)
+    conversation = Conversation(services, transport, manager, "ann", ConversationOptions(greet=False, echo=None))
     task = await start(conversation)
     error = await transport.until(lambda m: m["type"] == "error")
     assert error["code"] == "bad_audio"

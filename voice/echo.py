@@ -141,6 +141,8 @@ class EchoGate:
         if np.sqrt(mic_energy / len(mic)) < self._o.quiet_rms:
             return  # a silent microphone says nothing about the delay
         span = self._ref[-(self._window + self._max_delay) :].astype(np.float64)
+        if np.sqrt(float(np.dot(span, span)) / len(span)) < self._o.quiet_rms:
+            return  # nothing was sent that could be coming back (the player speaks to a quiet character)
         base = self._ref_total - len(span)  # the reference sample span[0] is
         size = 1 << int(np.ceil(np.log2(len(span) + len(mic))))
         corr = np.fft.irfft(np.fft.rfft(span, size) * np.conj(np.fft.rfft(mic, size)), size)

@@ -28,7 +28,7 @@ from typing import Literal
 
 from dialogue.types import Character
 
-Reason = Literal["name", "follow_up", "focus", "only_pair", "other_player", "none"]
+Reason = Literal["name", "follow_up", "focus", "only_pair", "other_player", "backchannel", "none"]
 
 # words that never identify anyone on their own (they may still be part of a full name)
 _STOP = frozenset("the of a an and at in on to de von van le la old young sir lady master mister mr mrs ms".split())

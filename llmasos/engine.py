@@ -93,6 +93,7 @@ class Engine:
             memory_writes_per_min=self.settings.limits.memory_writes_per_min,
             preemptive=self.settings.endpoint.preemptive and self.settings.asr.speculative,
             echo=EchoOptions() if self.settings.endpoint.echo_gate else None,
+            backchannels=tuple(self.settings.endpoint.backchannels) if self.settings.endpoint.pause_on_speech else (),
         )
 
     def character(self, character_id: str) -> Character | None:

@@ -9,8 +9,10 @@
   addressed to it by someone else interrupts it when that utterance is known to be for it (``addressed``).
   Other people chatting does not.
 
-Decisions are returned, not performed: ``Grant(character, player)`` (start speaking now) and
-``Stop(character, reason)`` (cancel the reply now: "barge_in" or "addressed").
+Decisions are returned, not performed: ``Grant(character, player)`` (start speaking now),
+``Stop(character, reason)`` (cancel the reply now: "barge_in" or "addressed") and, with ``pause_first``,
+``Pause(character)`` instead of a barge-in's Stop: the voice stops at once, and the words that began decide
+(a backchannel or nothing resumes it, anything else stops it; the room knows the words, the floor does not).
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ class Stop:
     reason: Literal["barge_in", "addressed"]
 
 
-Decision = Grant | Stop
+@dataclass(frozen=True)
+class Pause:
+    character: str  # its voice stops now and keeps its place: the speech that began may be only "uh-huh"
+
+
+Decision = Grant | Stop | Pause
 
 
 @dataclass
@@ -41,6 +48,7 @@ class Floor:
     speaking: Grant | None = None  # the character speaking now, and whom it answers
     waiting: list[Grant] = field(default_factory=list)  # ready replies, in the order they asked
     in_speech: set[str] = field(default_factory=set)  # the people mid-utterance
+    pause_first: bool = False  # the answered person's speech pauses the reply (Pause) instead of stopping it
 
     def want(self, character: str, player: str | None) -> list[Decision]:
         """A reply of ``character`` (to ``player``) is ready to speak: granted now, or when the floor is free.
@@ -63,7 +71,8 @@ class Floor:
     def speech_started(self, person: str) -> list[Decision]:
         self.in_speech.add(person)
         if self.speaking is not None and self.speaking.player == person:
-            return [Stop(self.speaking.character, "barge_in")]
+            character = self.speaking.character
+            return [Pause(character) if self.pause_first else Stop(character, "barge_in")]
         return []
 
     def speech_ended(self, person: str) -> list[Decision]:

@@ -22,9 +22,10 @@ import logging
 import time
 
 from dialogue.manager import DialogueManager
-from llmasos.addressing import Addressing, AddressOptions, Named, vocabulary
+from llmasos.addressing import Addressed, Addressing, AddressOptions, Named, vocabulary
 from llmasos.ask import Ask
-from llmasos.floor import Decision, Floor, Grant, Stop
+from llmasos.backchannel import is_backchannel
+from llmasos.floor import Decision, Floor, Grant, Pause, Stop
 from llmasos.participant import (
     ActionResult,
     Final,
@@ -75,7 +76,7 @@ class Room:
         self.id = room_id  # None: a 1:1 conversation (its wire stays the 1:1 wire: nothing stamped)
         self.mixer = mixer
         self.numbers = TurnNumbers()
-        self.floor = Floor()
+        self.floor = Floor(pause_first=bool(self._opts.backchannels))
         self.seats: dict[str, Seat] = {}
         self.participants: dict[str, Participant] = {}
         self.wire = Wire(self.participants, stamped=room_id is not None)  # every message sent, made in one place
@@ -229,6 +230,8 @@ class Room:
         elif isinstance(event, Partial):
             self.wire.transcript(p, event.text, final=False)
         elif isinstance(event, Tentative):
+            if not is_backchannel(event.text, self._opts.backchannels):
+                self._stop_paused(player)  # real words: the paused reply stops now, not at the final transcript
             guess = self.addressing.decide(player, self._with_carried(player, event.text), time.monotonic())
             if guess.character is not None and self._all_quiet():
                 self.seats[guess.character].preempt(self._ask(p, event.text), event.utterance, event.speech_end)
@@ -238,6 +241,8 @@ class Room:
             self._not_heard(p, event)
         elif isinstance(event, ListenerBroke):
             for seat in self.seats.values():
+                if seat.paused_for == player:
+                    seat.resume()
                 seat.drop_held(player)  # its utterance belonged to the broken listener
                 seat.answer_carried(player)  # and so did any speech that carried a reply over
             self._speech_over(player)
@@ -263,6 +268,16 @@ class Room:
 
     def _final(self, p: Participant, event: Final) -> None:
         player, text = p.id, event.text
+        paused = [seat for seat in self.seats.values() if seat.paused_for == player]
+        if paused and is_backchannel(text, self._opts.backchannels):
+            for seat in paused:  # only "uh-huh" (or no words): the reply speaks on from where it held
+                if text:
+                    self.wire.transcript(p, text, final=True, turn=None)
+                    self.wire.addressed(Addressed(player, seat.id, "backchannel"), None)
+                seat.resume()
+            log.info("backchannel: the reply goes on", extra={"words": len(text.split())})
+            return
+        self._stop_paused(player)
         for seat in self.seats.values():
             held = seat.held_for(player, event.utterance)
             if held is None:
@@ -340,6 +355,9 @@ class Room:
             self.report(p, "asr_failed", "live transcription failed; the final transcript is still to come")
             return
         for seat in self.seats.values():
+            if seat.paused_for == p.id:
+                seat.resume()  # nothing known was said over it
+        for seat in self.seats.values():
             seat.answer_carried(p.id)
             if seat.held_for(p.id, event.utterance) is not None:
                 seat.drop_held(p.id)
@@ -362,7 +380,19 @@ class Room:
                 self._apply(decision)
             raise
 
+    def _stop_paused(self, player: str) -> None:
+        """``player`` said more than a backchannel over a reply that paused for them: it stops (a barge-in)."""
+        for seat in self.seats.values():
+            if seat.paused_for == player:
+                log.info("barge-in", extra={"turn": seat.turn.number if seat.turn else None, "reason": "barge_in"})
+                seat.interrupt()
+
     def _apply(self, decision: Decision) -> None:
+        if isinstance(decision, Pause):
+            seat = self.seats.get(decision.character)
+            if seat is not None:
+                seat.pause()
+            return
         if isinstance(decision, Grant):
             granted = self._grants.pop(decision.character, None)
             if granted is not None:

@@ -91,6 +91,7 @@ class Seat:
         self.ask: Ask | None = None  # what the current turn answers (None for a greeting)
         self.player: str | None = None  # whom the current turn answers (or greets)
         self.held: _Held | None = None
+        self.paused_for: str | None = None  # the player whose speech paused this seat's reply
         self._merged: set[int] = set()  # turns whose words a later turn answers together with what followed
         self._carried: dict[str, Ask] = {}  # per player: words whose reply was dropped when they went on
         self._overheard: list[tuple[str, str]] = []  # (speaker, words) heard during a reply, for the history after
@@ -222,6 +223,23 @@ class Seat:
             self._overheard.append((speaker, text))
         if player is not None:
             self._memory.write(player, [said_line(speaker, text)])
+
+    def pause(self) -> None:
+        """The person this reply answers began to speak: its voice holds where it is until their words are
+        known (``resume``, or ``interrupt``)."""
+        if self.turn is not None and self.turn.speaking and self.player is not None:
+            self.speaker.pause()
+            self.paused_for = self.player
+            self._send(StateMessage(state="paused", turn=self.turn.number))
+
+    def resume(self) -> None:
+        """The words were only a backchannel, or none: the reply plays on from where it held."""
+        if self.paused_for is None:
+            return
+        self.paused_for = None
+        self.speaker.resume()
+        if self.turn is not None:
+            self._send(StateMessage(state="speaking", turn=self.turn.number))
 
     def interrupt(self) -> None:
         if self._task is not None and not self._task.done():
@@ -359,6 +377,9 @@ class Seat:
         if outcome != "done" and turn.speaking:
             self.speaker.clear()
             self._send(InterruptedMessage(turn=turn.number, heard=heard))
+        if self.turn is turn or self.paused_for is not None:
+            self.paused_for = None
+            self.speaker.resume()  # a turn held paused ends: the next one plays
         carried = ask is not None and merged and not turn.speaking  # a later turn answers these words
         if ask is not None:
             if carried and asked:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from llmasos.backchannel import BACKCHANNELS
 from llmasos.errors import ConfigError
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -146,6 +147,11 @@ class EndpointSettings(_Section):
     # a client that plays into its microphone) is found in the audio that player was sent and taken out before
     # listening, so it is neither a barge-in nor a turn (voice/echo.py)
     echo_gate: bool = True
+    # pause_on_speech: speech of the one a reply answers pauses it; if it was one of `backchannels` ("uh-huh",
+    # "yeah"; or no words at all) the reply goes on where it held, anything else stops it. Off: any speech of
+    # theirs stops the reply at once (the default until it is tested with real peers)
+    pause_on_speech: bool = False
+    backchannels: tuple[str, ...] = BACKCHANNELS
     pre_roll_ms: int = Field(300, ge=0, le=2000)
     min_speech_ms: int = Field(150, ge=0, le=5000)
     max_utterance_s: float = Field(20.0, ge=1.0, le=120.0)

@@ -133,6 +133,7 @@ class VoiceBuffer:
         self.taken_samples = 0
         self._tail = 0
         self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
+        self.paused = False  # playout holds where it is (silence goes out, nothing buffered is lost)
 
     @property
     def buffered_ms(self) -> float:
@@ -184,9 +185,22 @@ class VoiceBuffer:
             self._waiters.append((sample_index, fut))
         return fut
 
+    def pause(self) -> None:
+        """Hold playout where it is: silence goes out, what is buffered waits (someone began to speak)."""
+        self.paused = True
+
+    def resume(self) -> None:
+        """Play on from where it was held."""
+        self.paused = False
+
     def take(self, n: int) -> npt.NDArray[np.int16]:
-        """The next ``n`` samples for playout (silence where there is nothing to say)."""
+        """The next ``n`` samples for playout (silence where there is nothing to say, or while paused)."""
         out = np.zeros(n, dtype=np.int16)
+        if self.paused:
+            self.taken_samples += n
+            if self._buffered:
+                self._tail += n  # what is buffered plays that much later on the stream's clock
+            return out
         filled = pull(self._buffer, out)
         self._buffered -= filled
         self.played_samples += filled
@@ -268,6 +282,12 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     def clear(self) -> int:
         return self.voice.clear()
+
+    def pause(self) -> None:
+        self.voice.pause()
+
+    def resume(self) -> None:
+        self.voice.resume()
 
     def wait_played(self, sample_index: int) -> asyncio.Future[bool]:
         return self.voice.wait_played(sample_index)

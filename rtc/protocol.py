@@ -56,7 +56,8 @@ class SessionMessage(_Message):
 
 class StateMessage(_Message):
     type: Literal["state"] = "state"
-    state: Literal["listening", "thinking", "speaking"]
+    # paused: the person it answers began to speak; it speaks on ("speaking") if that was only a backchannel
+    state: Literal["listening", "thinking", "speaking", "paused"]
     turn: int | None = None
     character: str | None = None  # in a room: whose state
 
@@ -152,7 +153,8 @@ class AddressedMessage(_Message):
     type: Literal["addressed"] = "addressed"
     speaker: str
     character: str | None
-    reason: Literal["name", "follow_up", "focus", "only_pair", "other_player", "none"]
+    # backchannel: "uh-huh", "yeah" said over a reply to this speaker, which goes on (character: the one speaking)
+    reason: Literal["name", "follow_up", "focus", "only_pair", "other_player", "backchannel", "none"]
     turn: int | None = None  # the turn that answers it
 
 

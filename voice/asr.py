@@ -9,9 +9,9 @@ encoder is most of a decode (tiny.en on 2 cores: 0.28 s of a 0.45 s call for a 2
 conversational utterance is a few seconds, so when word timings are not asked for and the language is known,
 the decode encodes a window fitted to the utterance instead (``WhisperOptions.window``: the audio plus a
 margin, at least ``min_window_s``; CTranslate2's encoder takes any length up to 30 s) and decodes it once,
-greedily or by beam. A result Whisper's own checks would reject (too repetitive, too unlikely: faster-whisper's
-thresholds) is decoded again the full way, with its temperature fallback; one its no-speech check calls silence
-is no speech. ``llmasos bench voice`` measures both ways on the same clips.
+greedily or by beam. A result with no words, or one Whisper's own checks would reject (too repetitive, too
+unlikely: faster-whisper's thresholds), is decoded again the full way, with its temperature fallback and its
+no-speech check. ``llmasos bench voice`` measures both ways on the same clips.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ class WhisperASR:
         return float(min(_MAX_WINDOW_S, max(window.min_window_s, window.step_s * np.ceil(seconds / window.step_s))))
 
     def _decode_fitted(self, audio: Samples, seconds: float, prompt: str | None, final: bool) -> str | None:
-        """One decode of ``audio`` in a window fitted to it: its text ("" for no speech), or None when Whisper's
+        """One decode of ``audio`` in a window fitted to it: its text, or None when it heard no words or Whisper's
         checks reject it (decode it the full way)."""
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
@@ -239,11 +239,11 @@ class WhisperASR:
             log.debug("fitted decode ran on", extra={"tokens": len(ids)})
             return None  # a loop ("Can you repair my old ax? Can you repair my old ax? Can ..."): the full way
         text = str(tokenizer.decode(ids)).strip()
-        if not any(ch.isalnum() for ch in text):
-            text = ""  # punctuation alone is no speech
         logprob = result.scores[0] * len(ids) / (len(ids) + 1)  # faster-whisper's average (length penalty 1)
-        if result.no_speech_prob > _NO_SPEECH and logprob < _LOGPROB_MIN:
-            return ""  # what Whisper calls silence
+        if not any(ch.isalnum() for ch in text) or (result.no_speech_prob > _NO_SPEECH and logprob < _LOGPROB_MIN):
+            # no words: a short window hears none in a first syllable ("And") more often than the full one
+            # does, so silence is left to the full decode (the old cost, only when nothing is said)
+            return None
         if logprob < _LOGPROB_MIN or get_compression_ratio(text) > _COMPRESSION_MAX or repeats(text):
             log.debug("fitted decode rejected", extra={"logprob": round(logprob, 2), "text": text[:80]})
             return None

@@ -1,0 +1,33 @@
+"""Backchannels: what a listener says to show they are listening ("uh-huh", "yeah", "okay"), not to take a turn.
+
+A reply paused because its listener began to speak goes on when what they said was only that, or no words at
+all (a cough, a noise the recogniser heard nothing in).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+BACKCHANNELS = (
+    "uh huh", "mhm", "mm", "mm hmm", "hmm", "yeah", "yes", "yep", "okay", "ok", "right", "sure", "i see", "ah",
+    "oh", "aha", "go on", "alright", "all right",
+)  # fmt: skip
+
+_WORD = re.compile(r"[a-z']+")
+
+
+def is_backchannel(text: str, phrases: Iterable[str] = BACKCHANNELS) -> bool:
+    """``text`` is nothing but backchannel phrases (any number, any punctuation: "Uh-huh. Yeah, yeah."), or
+    has no words at all."""
+    words = _WORD.findall(text.lower().replace("-", " "))
+    known = sorted({tuple(_WORD.findall(p.lower().replace("-", " "))) for p in phrases} - {()}, key=len, reverse=True)
+    i = 0
+    while i < len(words):
+        for phrase in known:
+            if tuple(words[i : i + len(phrase)]) == phrase:
+                i += len(phrase)
+                break
+        else:
+            return False
+    return True

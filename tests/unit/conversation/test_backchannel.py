@@ -1,0 +1,86 @@
+"""Backchannels do not stop the character (``pause_on_speech``): the player's speech pauses the reply at once,
+"uh-huh" (or no words at all) lets it go on where it held, anything else stops it as a barge-in does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fakes import make_conversation, start
+
+from llmasos.backchannel import BACKCHANNELS, is_backchannel
+from llmasos.services import ConversationOptions
+from voice.types import SpeechStarted, Transcript, Utterance
+
+pytestmark = pytest.mark.unit
+
+REPLY = "One two three four five six seven eight. Nine ten eleven twelve."
+OPTIONS = ConversationOptions(greet=False, preemptive=False, backchannels=BACKCHANNELS)
+
+
+@pytest.mark.parametrize("text", ["Uh-huh.", "Yeah, yeah.", "Mm hmm", "okay", "Right. I see.", "", "..."])
+def test_backchannels(text: str) -> None:
+    assert is_backchannel(text)
+
+
+@pytest.mark.parametrize("text", ["Wait, stop please.", "Yeah, but how much is it?", "No.", "okay then tell me"])
+def test_not_backchannels(text: str) -> None:
+    assert not is_backchannel(text)
+
+
+async def test_uh_huh_pauses_the_reply_and_it_goes_on_where_it_held() -> None:
+    conv, t, listener, _, manager = make_conversation(REPLY, options=OPTIONS)
+    task = await start(conv)
+    listener.events.put_nowait(Transcript("Tell me a story", "en", final=True, utterance=0))
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking")
+    await t.play(16)  # three words heard
+    listener.events.put_nowait(SpeechStarted(at_s=5.0))
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "paused")
+    held = t.speaker.voice.buffered_ms
+    silent = [(await t.speaker.recv()).to_ndarray() for _ in range(5)]
+    assert not any(frame.any() for frame in silent)  # the voice stopped at once ...
+    assert held > 0 and t.speaker.voice.buffered_ms == held  # ... and kept what it had not played
+    listener.events.put_nowait(Utterance(np.zeros(8000, dtype=np.float32), 5.0, 5.5, "silence", index=1))
+    listener.events.put_nowait(Transcript("Uh-huh.", "en", final=True, utterance=1))
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking" and len(t.of("state")) > 3)
+    while not any(m.get("final") for m in t.of("reply")):
+        await t.play(5)
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "listening" and m.get("turn") == 1)
+    assert t.of("interrupted") == []
+    said = [m for m in t.of("transcript") if m["final"]]
+    assert [m["text"] for m in said] == ["Tell me a story", "Uh-huh."]
+    assert said[1].get("turn") is None  # told, answered by nobody
+    t.closed.set()
+    await task
+    assert manager.history[-1].text == REPLY  # the whole reply was heard
+    assert [h.text for h in manager.history if h.role == "player"] == ["Tell me a story"]  # "uh-huh" is no turn
+
+
+async def test_real_words_over_the_reply_stop_it() -> None:
+    conv, t, listener, _, manager = make_conversation(REPLY, options=OPTIONS)
+    task = await start(conv)
+    listener.events.put_nowait(Transcript("Tell me a story", "en", final=True, utterance=0))
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking")
+    await t.play(16)
+    listener.events.put_nowait(SpeechStarted(at_s=5.0))
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "paused")
+    listener.events.put_nowait(Utterance(np.zeros(8000, dtype=np.float32), 5.0, 5.5, "silence", index=1))
+    listener.events.put_nowait(Transcript("Wait, stop please.", "en", final=True, utterance=1))
+    interrupted = await t.until(lambda m: m["type"] == "interrupted")
+    assert interrupted["heard"] == "One two three"
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking" and m.get("turn") == 2)
+    t.closed.set()
+    await task
+    assert manager.history[1].text == "One two three"  # what was heard of the first reply
+
+
+async def test_without_backchannels_speech_stops_the_reply_at_once() -> None:
+    conv, t, listener, _, _ = make_conversation(REPLY, options=ConversationOptions(greet=False, preemptive=False))
+    task = await start(conv)
+    listener.events.put_nowait(Transcript("Tell me a story", "en", final=True, utterance=0))
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking")
+    await t.play(16)
+    listener.events.put_nowait(SpeechStarted(at_s=5.0))
+    assert (await t.until(lambda m: m["type"] == "interrupted"))["heard"] == "One two three"
+    assert not [m for m in t.of("state") if m["state"] == "paused"]
+    t.closed.set()
+    await task

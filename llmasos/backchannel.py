@@ -6,6 +6,7 @@ all (a cough, a noise the recogniser heard nothing in).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -17,11 +18,21 @@ BACKCHANNELS = (
 _WORD = re.compile(r"[a-z']+")
 
 
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower().replace("-", " "))
+
+
+@functools.lru_cache(maxsize=16)
+def _phrases(phrases: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The vocabulary as word tuples, longest first (so "mm hmm" is matched before "mm")."""
+    return sorted({tuple(_words(p)) for p in phrases} - {()}, key=len, reverse=True)
+
+
 def is_backchannel(text: str, phrases: Iterable[str] = BACKCHANNELS) -> bool:
     """``text`` is nothing but backchannel phrases (any number, any punctuation: "Uh-huh. Yeah, yeah."), or
     has no words at all."""
-    words = _WORD.findall(text.lower().replace("-", " "))
-    known = sorted({tuple(_WORD.findall(p.lower().replace("-", " "))) for p in phrases} - {()}, key=len, reverse=True)
+    words = _words(text)
+    known = _phrases(tuple(phrases))
     i = 0
     while i < len(words):
         for phrase in known:

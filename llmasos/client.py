@@ -271,10 +271,11 @@ class VoiceClient:
                 level = float(np.abs(samples.astype(np.float32)).mean())
                 now = time.monotonic()
                 self.received.frames.append((now, level))
-                self.mic.hear(samples.reshape(-1)[:: len(frame.layout.channels)].astype(np.int16))
-                if self.received.keep_pcm:  # the first channel of interleaved samples
-                    channels = len(frame.layout.channels)
-                    self.received.pcm.append((now, samples.reshape(-1)[::channels].astype(np.int16)))
+                if self.received.keep_pcm or self.mic.echo is not None:  # the first channel of interleaved samples
+                    mono = samples.reshape(-1)[:: len(frame.layout.channels)].astype(np.int16)
+                    self.mic.hear(mono)
+                    if self.received.keep_pcm:
+                        self.received.pcm.append((now, mono))
                 self._frame_arrived.set()
 
     def of_type(self, kind: str, since: float = 0.0) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel
 
-from llmasos.turn import Speaker, Timeline
+from llmasos.turn import OUT_RATE, Speaker, Timeline
 from rtc.audio import PcmFrame
 from rtc.errors import ProtocolError
 from rtc.protocol import (
@@ -234,7 +234,7 @@ class Participant:
         self.echo = EchoGate(echo) if echo is not None else None
         if self.echo is not None:
             gate, sent = self.echo, InboundConverter(ASR_RATE)
-            transport.tap_sent(lambda pcm: gate.reference(sent.convert(AudioFrame(pcm.reshape(-1, 1), 48_000, 1))))
+            transport.tap_sent(lambda pcm: gate.reference(sent.convert(AudioFrame(pcm.reshape(-1, 1), OUT_RATE, 1))))
             self._mic = InboundConverter(ASR_RATE)
 
     def send(self, message: BaseModel) -> None:

@@ -240,9 +240,8 @@ class Room:
         elif isinstance(event, NotHeard):
             self._not_heard(p, event)
         elif isinstance(event, ListenerBroke):
+            self._resume_paused(player)
             for seat in self.seats.values():
-                if seat.paused_for == player:
-                    seat.resume()
                 seat.drop_held(player)  # its utterance belonged to the broken listener
                 seat.answer_carried(player)  # and so did any speech that carried a reply over
             self._speech_over(player)
@@ -354,9 +353,7 @@ class Room:
         if not event.final:
             self.report(p, "asr_failed", "live transcription failed; the final transcript is still to come")
             return
-        for seat in self.seats.values():
-            if seat.paused_for == p.id:
-                seat.resume()  # nothing known was said over it
+        self._resume_paused(p.id)  # nothing known was said over it
         for seat in self.seats.values():
             seat.answer_carried(p.id)
             if seat.held_for(p.id, event.utterance) is not None:
@@ -382,10 +379,14 @@ class Room:
 
     def _stop_paused(self, player: str) -> None:
         """``player`` said more than a backchannel over a reply that paused for them: it stops (a barge-in)."""
+        for seat in [s for s in self.seats.values() if s.paused_for == player]:
+            self._apply(Stop(seat.id, "barge_in"))
+
+    def _resume_paused(self, player: str) -> None:
+        """What ``player`` said over a reply that paused for them was no words: it plays on."""
         for seat in self.seats.values():
             if seat.paused_for == player:
-                log.info("barge-in", extra={"turn": seat.turn.number if seat.turn else None, "reason": "barge_in"})
-                seat.interrupt()
+                seat.resume()
 
     def _apply(self, decision: Decision) -> None:
         if isinstance(decision, Pause):

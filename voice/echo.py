@@ -60,7 +60,6 @@ class EchoGate:
         self._offset: int | None = None  # mic sample i echoes reference sample i + offset (None: not found)
         self._since_search = self._track
         self.echo_blocks = 0
-        self.last_residual: float | None = None  # the share of the last block the reference did not explain
         self.delay_ms: float | None = None  # the delay found last (for logs and tests)
 
     def reference(self, samples: Samples) -> None:
@@ -78,7 +77,6 @@ class EchoGate:
     def filter(self, mic: Samples) -> Samples:
         """The microphone block without the character's voice in it."""
         n = len(mic)
-        self.last_residual = None
         if n == 0:
             return mic
         self._mic = np.concatenate([self._mic, mic])[-self._window :]
@@ -93,18 +91,17 @@ class EchoGate:
         energy = float(np.dot(mic, mic))
         if energy <= 0.0:
             return mic
-        ref = self._aligned(mic, start)
+        ref = self._aligned(mic, energy, start)
         if ref is None or float(np.sqrt(np.mean(ref * ref))) < self._o.quiet_rms:
             return mic  # nothing was playing that could come back
         gain = float(np.dot(mic, ref) / max(float(np.dot(ref, ref)), 1e-12))
         left = mic - gain * ref
-        self.last_residual = float(np.dot(left, left)) / energy
-        if self.last_residual < self._o.echo_residual:
+        if float(np.dot(left, left)) / energy < self._o.echo_residual:
             self.echo_blocks += 1
             return np.zeros_like(mic)  # the character's voice alone: nobody spoke
         return left.astype(np.float32)
 
-    def _aligned(self, mic: Samples, start: int) -> Samples | None:
+    def _aligned(self, mic: Samples, energy: float, start: int) -> Samples | None:
         """The reference that best explains ``mic`` within ``jitter_ms`` of the delay found: the way back moves
         by a frame now and then (a playout buffer that grew, a burst of packets), and a block compared with the
         reference a frame off is not explained by it. The delay follows the block's best alignment."""
@@ -114,9 +111,8 @@ class EchoGate:
         if span is None:
             return self._ref_span(start + self._offset, n)
         corr = np.correlate(span, mic, mode="valid")  # corr[k]: mic against span[k : k + n]
-        power = np.concatenate([[0.0], np.cumsum(span.astype(np.float64) ** 2)])
-        local = np.sqrt(np.maximum(power[n:] - power[:-n], 1e-12))
-        ncc = np.abs(corr) / (local * np.sqrt(max(float(np.dot(mic, mic)), 1e-12)))
+        ncc, _ = _normalised(corr, span.astype(np.float64), n, energy)
+        ncc = np.abs(ncc)
         best = int(np.argmax(ncc))
         if ncc[best] >= self._o.min_correlation:
             self._offset += best - jitter
@@ -147,12 +143,18 @@ class EchoGate:
         size = 1 << int(np.ceil(np.log2(len(span) + len(mic))))
         corr = np.fft.irfft(np.fft.rfft(span, size) * np.conj(np.fft.rfft(mic, size)), size)
         corr = corr[: len(span) - len(mic) + 1]  # corr[k]: the window against span[k : k + window]
-        power = np.concatenate([[0.0], np.cumsum(span * span)])
-        local = np.sqrt(np.maximum(power[len(mic) :] - power[: -len(mic)], 1e-12))
-        ncc = corr / (local * np.sqrt(mic_energy))
+        ncc, local = _normalised(corr, span, len(mic), mic_energy)
         ncc[local < self._o.quiet_rms * np.sqrt(len(mic))] = 0.0  # a silent stretch explains nothing
         best = int(np.argmax(np.abs(ncc)))
         if abs(float(ncc[best])) < self._o.min_correlation:
             return  # the microphone is not (only) the reference: keep the delay found before
         self._offset = base + best - (self._mic_total - self._window)
         self.delay_ms = round((self._ref_total - (base + best + self._window)) * 1000 / ASR_RATE, 1)
+
+
+def _normalised(corr: np.ndarray, span: np.ndarray, n: int, energy: float) -> tuple[np.ndarray, np.ndarray]:
+    """``corr[k]`` (a block of ``n`` samples of energy ``energy`` against ``span[k : k + n]``) as normalised
+    cross-correlation, and each stretch's own root energy (``local``)."""
+    power = np.concatenate([[0.0], np.cumsum(span * span)])
+    local = np.sqrt(np.maximum(power[n:] - power[:-n], 1e-12))
+    return corr / (local * np.sqrt(max(energy, 1e-12))), local

@@ -34,10 +34,14 @@ from voice.types import ASR_RATE, Samples
 @dataclass(frozen=True)
 class EchoOptions:
     max_delay_ms: int = 600  # the longest way back: network both ways, the client's playout buffer, the room
-    window_ms: int = 160  # microphone audio compared with the reference to find the delay
+    # microphone audio compared with the reference to find the delay. Long enough that only an echo is explained
+    # by the reference all through it: over 160 ms, one vowel of the player's next to one of the character's (the
+    # same voice, the same pitch) was explained as well, and a word of theirs was taken for echo and silenced
+    window_ms: int = 480
     track_ms: int = 100  # how often the delay is searched again (every block until one is found)
     jitter_ms: int = 30  # each block is aligned within this much of the delay found
     min_correlation: float = 0.5  # a delay counts when the reference explains at least this much (|ncc|)
+    adopt_correlation: float = 0.65  # ... and a new one is taken when the next search finds it this clearly
     echo_residual: float = 0.35  # a block is echo alone when what is left is under this share of its energy
     quiet_rms: float = 1e-3  # a reference quieter than this plays nothing that could come back (~ -60 dBFS)
 
@@ -58,6 +62,7 @@ class EchoGate:
         self._mic = np.zeros(self._window, dtype=np.float32)  # the last window of microphone audio
         self._mic_total = 0
         self._offset: int | None = None  # mic sample i echoes reference sample i + offset (None: not found)
+        self._candidate: int | None = None  # an offset the last search found that no search has confirmed yet
         self._since_search = self._track
         self.echo_blocks = 0
         self.delay_ms: float | None = None  # the delay found last (for logs and tests)
@@ -83,7 +88,7 @@ class EchoGate:
         start = self._mic_total
         self._mic_total += n
         self._since_search += n
-        if self._offset is None or self._since_search >= self._track:
+        if self._offset is None or self._candidate is not None or self._since_search >= self._track:
             self._since_search = 0
             self._search()
         if self._offset is None:
@@ -130,9 +135,7 @@ class EchoGate:
     def _search(self) -> None:
         """Find the delay at which the reference explains the last window of the microphone: it came back at
         most ``max_delay`` after it was sent, so it is in the last window + max_delay of the reference."""
-        if self._mic_total < self._window:
-            return
-        mic = self._mic
+        mic = self._mic  # before the first window's worth, the silence the gate started from
         mic_energy = float(np.dot(mic, mic))
         if np.sqrt(mic_energy / len(mic)) < self._o.quiet_rms:
             return  # a silent microphone says nothing about the delay
@@ -147,9 +150,24 @@ class EchoGate:
         ncc[local < self._o.quiet_rms * np.sqrt(len(mic))] = 0.0  # a silent stretch explains nothing
         best = int(np.argmax(np.abs(ncc)))
         if abs(float(ncc[best])) < self._o.min_correlation:
-            return  # the microphone is not (only) the reference: keep the delay found before
-        self._offset = base + best - (self._mic_total - self._window)
-        self.delay_ms = round((self._ref_total - (base + best + self._window)) * 1000 / ASR_RATE, 1)
+            self._candidate = None  # the microphone is not (only) the reference: keep the delay found before
+            return
+        self._found(base + best - (self._mic_total - self._window), abs(float(ncc[best])))
+
+    def _found(self, offset: int, ncc: float) -> None:
+        """A search explained the microphone by the reference at ``offset`` (by ``ncc``). The delay held is
+        followed at once. A new one is taken when the next search (the next block) finds it again, at least
+        ``adopt_correlation``: a real echo goes on being explained at its delay, better as more of it fills the
+        window. The player's words against the character's, in a voice like it, were explained once or twice,
+        barely (0.51, then 0.55 on LJ Speech), and not after."""
+        close = self._jitter
+        held = self._offset is not None and abs(offset - self._offset) <= close
+        again = self._candidate is not None and abs(offset - self._candidate) <= close
+        if held or (again and ncc >= self._o.adopt_correlation):
+            self._offset, self._candidate = offset, None
+            self.delay_ms = round((self._ref_total - self._mic_total - offset) * 1000 / ASR_RATE, 1)
+        else:
+            self._candidate = offset
 
 
 def _normalised(corr: np.ndarray, span: np.ndarray, n: int, energy: float) -> tuple[np.ndarray, np.ndarray]:

@@ -87,3 +87,22 @@ def test_the_way_back_moving_by_a_frame_is_followed(character: Samples) -> None:
     after = slice(cut + 1_600, len(out))  # from 100 ms after the step
     assert energy(out[after]) < 0.05 * energy(heard[after])
     assert gate.delay_ms == pytest.approx(120, abs=2)
+
+
+@pytest.mark.parametrize(("sent", "said"), [("LJ001-0004", "LJ001-0002"), ("LJ001-0006", "LJ001-0008")])
+def test_the_players_words_just_after_the_characters_are_kept(sent: str, said: str) -> None:
+    """The player answers as the character's last words end (before them, over them, or just after), in the
+    same voice (the test client speaks with the character's voice; people sound alike): nothing the player says
+    is taken for echo. Over one 160 ms window, a vowel of theirs next to one of the character's was."""
+    character = decode_file(DATA / f"{sent}.wav")[: 16_000 * 3]
+    player = decode_file(DATA / f"{said}.wav")[: 16_000 * 2]
+    for gap_ms in range(-600, 200, 50):
+        total = len(character) + 16_000 * 3
+        reference, heard = np.zeros(total, np.float32), np.zeros(total, np.float32)
+        reference[: len(character)] = character
+        start = len(character) + gap_ms * 16
+        heard[start : start + len(player)] = player
+        gate = EchoGate()
+        out = run(gate, reference, heard)
+        assert gate.echo_blocks == 0, gap_ms
+        assert np.array_equal(out, heard[: len(out)]), gap_ms

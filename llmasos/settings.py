@@ -130,6 +130,9 @@ class VADSettings(_Section):
     model_dir: Path | None = None
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     neg_threshold: float | None = Field(None, gt=0.0, lt=1.0)  # speech ends below it; None: threshold - 0.15
+    # the model's state is made fresh after this much quiet (0: never): carried through a long silence, it
+    # scores the first word after it too low to start speech (voice/vad.py)
+    quiet_reset_ms: int = Field(1000, ge=0, le=60000)
 
 
 class EndpointSettings(_Section):

@@ -45,7 +45,7 @@ def load_asr(settings: Settings, store: ModelStore, model: str | None = None) ->
 def load_vad(settings: Settings, store: ModelStore) -> SileroVAD:
     path = _one_onnx(resolve(store, Role.VAD, None, settings.vad.model_dir), "vad model_dir")
     try:
-        return SileroVAD.load(path)
+        return SileroVAD.load(path, quiet_reset_s=settings.vad.quiet_reset_ms / 1000)
     except ModelLoadError as exc:
         raise ModelError(path.name, str(exc)) from None
 

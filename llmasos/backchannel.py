@@ -16,10 +16,13 @@ BACKCHANNELS = (
 )  # fmt: skip
 
 _WORD = re.compile(r"[a-z']+")
+_HELD = re.compile(r"([a-z])\1+")  # a letter doubled or held: "mm", "hmmm", "ohhh"
 
 
 def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower().replace("-", " "))
+    """The words, lower case, each run of one letter as one (the vocabulary's too): the recogniser spells a
+    hum as it likes ("MMM.", "Mmm-hmmm", "Ohhh"), and these are "mm", "mm hmm", "oh"."""
+    return _WORD.findall(_HELD.sub(r"\1", text.lower().replace("-", " ")))
 
 
 @functools.lru_cache(maxsize=16)

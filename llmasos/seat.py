@@ -230,7 +230,7 @@ class Seat:
         if self.turn is not None and self.turn.speaking and self.player is not None:
             self.speaker.pause()
             self.paused_for = self.player
-            self._send(StateMessage(state="paused", turn=self.turn.number))
+            self._send(StateMessage(state="paused", turn=self.turn.number, at_ms=self.turn.hold()))
 
     def resume(self) -> None:
         """The words were only a backchannel, or none: the reply plays on from where it held."""
@@ -239,7 +239,8 @@ class Seat:
         self.paused_for = None
         self.speaker.resume()
         if self.turn is not None:
-            self._send(StateMessage(state="speaking", turn=self.turn.number))
+            at_ms, held_ms = self.turn.play_on() or (None, None)
+            self._send(StateMessage(state="speaking", turn=self.turn.number, at_ms=at_ms, held_ms=held_ms))
 
     def interrupt(self) -> None:
         if self._task is not None and not self._task.done():

@@ -153,7 +153,7 @@ class EndpointSettings(_Section):
     # pause_on_speech: speech of the one a reply answers pauses it; if it was one of `backchannels` ("uh-huh",
     # "yeah"; or no words at all) the reply goes on where it held, anything else stops it. Off: any speech of
     # theirs stops the reply at once (the default until it is tested with real peers)
-    pause_on_speech: bool = False
+    pause_on_speech: bool = True
     backchannels: tuple[str, ...] = BACKCHANNELS
     pre_roll_ms: int = Field(300, ge=0, le=2000)
     min_speech_ms: int = Field(150, ge=0, le=5000)

@@ -51,6 +51,11 @@ class Speaker(Protocol):
         """Where the next sample written will play on the stream's own clock (silence included)."""
         ...
 
+    @property
+    def taken_samples(self) -> int:
+        """The stream's own clock: every sample taken for playout, silence included."""
+        ...
+
     async def write(self, pcm: npt.NDArray[np.int16]) -> None: ...
 
     def clear(self) -> int: ...
@@ -156,6 +161,12 @@ class Turn:
         # the client's own playback, when it reports it (``report_played``): (ms into the reply audio, loop time)
         self._client: tuple[float, float] | None = None
         self._reported = asyncio.Event()  # set (and replaced) at each report
+        # a hold (the seat paused its voice): (where, ms on the reply audio's clock; the stream's clock then).
+        # No audio is written while it holds, so what plays after it all moves by the hold's length.
+        self._held: tuple[float, int] | None = None
+        self._playing = asyncio.Event()
+        self._playing.set()
+        self._due: list[_Due] = []  # actions waiting to be sent, each with its place on the reply audio's clock
 
     # ---- held turns --------------------------------------------------------------------------------------------
 
@@ -214,6 +225,35 @@ class Turn:
             return 0.0
         stream = self._speaker.next_position - self._stream_start
         return max(0.0, (stream - (self._speaker.written_samples - self._start_sample)) * 1000.0 / OUT_RATE)
+
+    def hold(self) -> int | None:
+        """Its voice holds where it is (the seat paused its speaker): that place on the reply audio's clock (ms;
+        None before its first sample). It writes no audio until ``play_on``."""
+        if self._stream_start is None or self._held is not None:
+            return None
+        now = self._speaker.taken_samples
+        self._held = (max(0, now - self._stream_start) * 1000.0 / OUT_RATE, now)
+        self._playing.clear()
+        return int(self._held[0])
+
+    def play_on(self) -> tuple[int, int] | None:
+        """It plays on from where it held: (where, how long it held, ms), or None if it did not. What was
+        written before the hold and plays after it plays that much later on the stream: its words' places, its
+        actions not yet sent and the stream's gaps move with it (the client is told to move what it was sent)."""
+        held, self._held = self._held, None
+        self._playing.set()
+        if held is None:
+            return None
+        at_ms, taken = float(int(held[0])), held[1]  # the place as the client was told it (whole ms)
+        length = (self._speaker.taken_samples - taken) * 1000.0 / OUT_RATE
+        before = [g for g in self._gaps if g[0] <= at_ms]
+        after = [(start + length, gap + length) for start, gap in self._gaps if start > at_ms]
+        self._gaps = [*before, (at_ms + length, (before[-1][1] if before else 0.0) + length), *after]
+        self._words = [(c, ms, stream + length if stream >= at_ms else stream) for c, ms, stream in self._words]
+        for due in self._due:
+            if due.at_ms >= at_ms:
+                due.at_ms += length
+        return int(at_ms), int(round(length))
 
     def heard_text(self) -> str:
         """The reply text up to the last word whose audio was fully played."""
@@ -292,6 +332,7 @@ class Turn:
             await self._released.wait()  # a held turn prepares its audio but plays none of it
             if not self.speaking and self._gate is not None:
                 await self._gate()  # wait for the floor: nobody mid-utterance, no other character speaking
+            await self._playing.wait()  # held: what it writes next plays after the hold
             if resampler is None or resampler.in_rate != chunk.sample_rate:
                 resampler = Resampler(chunk.sample_rate, OUT_RATE)
             source, lead_ms = chunk.pcm, 0.0
@@ -365,27 +406,38 @@ class Turn:
         return offset, offset * 1000.0 / OUT_RATE + self._gap_ms()
 
     def _schedule(self, action: ReplyAction, offset_samples: int, stream_ms: float) -> None:
-        at_ms = max(0, int(stream_ms))
-        message = ActionMessage(name=action.name, args=dict(action.args), turn=self.number, at_ms=at_ms)
-        played = self._speaker.wait_played(self._start_sample + max(1, offset_samples))
+        due = _Due(float(max(0, int(stream_ms))))
+        self._due.append(due)
+        played = self._speaker.wait_played(self._start_sample + offset_samples + 1)  # its word began to play
 
         async def release() -> None:
-            if not await played:
-                return
-            # a client that reports its playback runs behind the encoder: the action waits for it, until its
-            # next report or the time its playback should take to get there, whichever comes first
-            deadline = asyncio.get_running_loop().time() + CLIENT_LAG_MAX_MS / 1000.0
-            while (client := self.client_ms()) is not None and (ahead := at_ms - client) > 0:
-                wait = min(ahead / 1000.0, deadline - asyncio.get_running_loop().time())
-                if wait <= 0:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._reported.wait(), wait)
-            self.send(message)
+            try:
+                if not await played:
+                    return
+                # a client that reports its playback runs behind the encoder: the action waits for it, until
+                # its next report or the time its playback should take to get there, whichever comes first
+                deadline = asyncio.get_running_loop().time() + CLIENT_LAG_MAX_MS / 1000.0
+                while (client := self.client_ms()) is not None and (ahead := due.at_ms - client) > 0:
+                    wait = min(ahead / 1000.0, deadline - asyncio.get_running_loop().time())
+                    if wait <= 0:
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._reported.wait(), wait)
+                at_ms = int(due.at_ms)
+                self.send(ActionMessage(name=action.name, args=dict(action.args), turn=self.number, at_ms=at_ms))
+            finally:
+                self._due.remove(due)
 
         task = asyncio.create_task(release(), name=f"turn-{self.number}-action-{action.name}")
         self._action_tasks.add(task)
         task.add_done_callback(self._action_tasks.discard)
+
+
+@dataclass
+class _Due:
+    """An action's place on the reply audio's clock (ms), until it is sent (a hold moves it)."""
+
+    at_ms: float
 
 
 CLIENT_LAG_MAX_MS = 2000.0  # an action waits at most this long for a reporting client's playback to reach it

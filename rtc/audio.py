@@ -274,6 +274,10 @@ class OutboundAudioTrack(MediaStreamTrack):
         return self.voice.next_position
 
     @property
+    def taken_samples(self) -> int:
+        return self.voice.taken_samples
+
+    @property
     def buffered_ms(self) -> float:
         return self.voice.buffered_ms
 

@@ -60,6 +60,10 @@ class StateMessage(_Message):
     state: Literal["listening", "thinking", "speaking", "paused"]
     turn: int | None = None
     character: str | None = None  # in a room: whose state
+    # paused: where the voice holds, ms into the reply audio. speaking again after it: that place, and how long
+    # it held (held_ms): everything of this turn already sent at or after at_ms plays held_ms later
+    at_ms: int | None = Field(default=None, ge=0)
+    held_ms: int | None = Field(default=None, ge=0)
 
 
 class TranscriptMessage(_Message):

@@ -24,11 +24,14 @@ canceller. Synchronous and cheap (one FFT cross-correlation per ``track_ms``, a 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from voice.types import ASR_RATE, Samples
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,9 @@ class EchoGate:
             return
         self._found(base + best - (self._mic_total - self._window), abs(float(ncc[best])))
 
+    def _delay_ms(self, offset: int) -> float:
+        return round((self._ref_total - self._mic_total - offset) * 1000 / ASR_RATE, 1)
+
     def _found(self, offset: int, ncc: float) -> None:
         """A search explained the microphone by the reference at ``offset`` (by ``ncc``). The delay held is
         followed at once. A new one is taken when the next search (the next block) finds it again, at least
@@ -164,8 +170,10 @@ class EchoGate:
         held = self._offset is not None and abs(offset - self._offset) <= close
         again = self._candidate is not None and abs(offset - self._candidate) <= close
         if held or (again and ncc >= self._o.adopt_correlation):
+            if not held:
+                log.debug("echo delay found", extra={"delay_ms": self._delay_ms(offset), "ncc": round(ncc, 2)})
             self._offset, self._candidate = offset, None
-            self.delay_ms = round((self._ref_total - self._mic_total - offset) * 1000 / ASR_RATE, 1)
+            self.delay_ms = self._delay_ms(offset)
         else:
             self._candidate = offset
 

@@ -22,7 +22,7 @@ const me = params.get("player") || safeTokenPlayer(params.get("token")) || "gues
 // what each character performed and when, how its mouth moved, and how many playback reports it sent.
 const seen = {
   ready: false, webgl: false, frames: 0, layout: null, session: null, states: [], transcripts: [], replies: {},
-  actions: [], performed: [], visemes: 0, mouth: { moves: 0, maxOpen: 0, open: 0, shapes: {} }, characters: {},
+  actions: [], performed: [], held: [], visemes: 0, mouth: { moves: 0, maxOpen: 0, open: 0, shapes: {} }, characters: {},
   played: 0, focus: null, errors: [], metrics: [],
 };
 window.llmasos = seen;
@@ -216,7 +216,8 @@ function makeAvatar(c) {
 // A reply's audio starts when `state` says speaking; the clock starts at the first sound of it this page
 // actually plays (the analyser sits after the jitter buffer), so it is what the player hears.
 let analyser = null, levelBuf = null;
-const clock = { turn: null, character: null, start: null }; // start: performance.now() at the first sound
+// start: performance.now() at the first sound; holdAt: where the voice holds while paused (ms into the reply)
+const clock = { turn: null, character: null, start: null, holdAt: null };
 const visemes = []; // { turn, ms, id }, in order
 const pendingActions = [];
 let lastReport = 0;
@@ -392,7 +393,9 @@ function schedule() {
   const avatar = speaker();
   if (avatar && pos !== null) {
     let due = null;
-    while (visemes.length && visemes[0].turn === clock.turn && visemes[0].ms <= pos) due = visemes.shift();
+    const until = clock.holdAt === null ? pos : Math.min(pos, clock.holdAt - 1); // held: nothing after it
+    while (visemes.length && visemes[0].turn === clock.turn && visemes[0].ms <= until) due = visemes.shift();
+    if (clock.holdAt !== null && pos >= clock.holdAt) due = { id: "sil" };
     while (visemes.length && visemes[0].turn !== clock.turn && visemes[0].turn < clock.turn) visemes.shift();
     if (due) {
       const shape = MOUTH[due.id] || MOUTH.sil;
@@ -505,9 +508,16 @@ function onEvent(msg) {
     case "state":
       seen.states.push({ state: msg.state, turn: msg.turn ?? null, character: msg.character ?? null });
       setState(msg.state);
-      if (msg.state === "speaking") {
+      if (msg.state === "paused" && msg.turn === clock.turn) {
+        clock.holdAt = msg.at_ms ?? position() ?? 0; // its voice holds there: no mouth shape after it is due
+      } else if (msg.state === "speaking" && msg.turn === clock.turn && msg.held_ms !== undefined) {
+        // it plays on where it held: what was sent for after that place plays held_ms later
+        for (const v of visemes) if (v.turn === msg.turn && v.ms >= msg.at_ms) v.ms += msg.held_ms;
+        seen.held.push({ turn: msg.turn, at_ms: msg.at_ms, held_ms: msg.held_ms });
+        clock.holdAt = null;
+      } else if (msg.state === "speaking") {
         if (clock.turn !== null) endOfPlayback();
-        Object.assign(clock, { turn: msg.turn, character: msg.character ?? seen.layout?.characters?.[0]?.id, start: null });
+        Object.assign(clock, { turn: msg.turn, character: msg.character ?? seen.layout?.characters?.[0]?.id, start: null, holdAt: null });
         const a = speaker();
         if (a && !a.walk && !target.room) face(a, camera.position); // it turns to whoever it answers
       } else if (msg.state === "listening" && msg.turn === clock.turn) {

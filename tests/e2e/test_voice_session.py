@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -106,16 +106,17 @@ async def test_human_speech_clip(server: object) -> None:
     async with await VoiceClient.connect(server.url, character="museum_guide", player="e2e-jfk") as client:  # type: ignore[attr-defined]
         await _greeted(client)
         await client.say(pcm)
-        phrase = "ask not what your country can do for you ask what you can do for your country"
+        said = (DATA / "jfk.txt").read_text()
 
         def heard() -> str:
-            text = " ".join(m["text"] for m in client.of_type("transcript") if m["final"]).lower()
-            return " ".join(re.sub(r"[^a-z ]", "", text).split())
+            return " ".join(m["text"] for m in client.of_type("transcript") if m["final"])
 
-        # The speaker pauses after "for you": the endpointer may end a turn there, and the rest is a second turn.
-        # Every word must be heard, in one turn or several, and the last of them answered.
+        # The speaker pauses after "Americans", "ask not" and "for you": the endpointer ends turns there, and
+        # the character starts to answer each before the next. Every word must be heard, in one turn or several
+        # (a word misheard, "Ask not!" as "'s not", is the recogniser's: at most 2 errors in 22 words; a piece of
+        # the clip lost is 4 or more), and the last of them answered.
         try:
-            await client.wait_for("transcript", final=True, where=lambda _: phrase in heard(), timeout_s=120)
+            await client.wait_for("transcript", final=True, where=lambda _: wer(said, heard()) <= 0.1, timeout_s=120)
         except TimeoutError:
             pytest.fail(f"not all of the clip was heard: {heard()!r}")
         last = [m for m in client.of_type("transcript") if m["final"]][-1]
@@ -191,6 +192,37 @@ async def test_barge_in_stops_the_voice_and_keeps_what_was_heard(
     said = [m["content"] for m in last if m["role"] == "assistant"]
     assert heard in said
     assert not any("never once gone out" in text for text in said)
+
+
+async def test_a_backchannel_holds_the_voice_and_it_plays_on_to_the_end(
+    scripted_server: object, scripted_llm: object, speak: Callable[[str], np.ndarray]
+) -> None:
+    """The player says "Yeah." while the story plays (endpoint.pause_on_speech, on by default): the voice holds
+    at once (state paused), plays on from where it held once the words are known to be a backchannel (speaking
+    again, in the same turn), and the whole story is heard; "Yeah." is nobody's turn."""
+    url = scripted_server.url  # type: ignore[attr-defined]
+    async with await VoiceClient.connect(url, character="blacksmith", player="e2e-backchannel") as client:
+        await _greeted(client)
+        client.send_text("Tell me a story about your forge.")
+        start, _ = await client.wait_for("state", state="speaking", turn=2, timeout_s=60)
+        await client.wait_loud(2.0, since=start)
+        said = time.monotonic()
+        await client.say(speak("Yeah."))
+        await client.wait_for("state", state="paused", turn=2, since=said, timeout_s=30)
+        _, heard = await client.wait_for("transcript", final=True, since=said, timeout_s=30)
+        assert "yeah" in heard["text"].lower() and heard.get("turn") is None, heard  # told, answered by nobody
+        resumed, _ = await client.wait_for("state", state="speaking", turn=2, since=said, timeout_s=30)
+        await client.wait_for("state", state="listening", turn=2, timeout_s=120)
+
+        assert client.of_type("interrupted") == []
+        assert client.received.loud_seconds(resumed) > 5.0  # it went on, and not only the buffered tail
+        assert "nod" in [m["name"] for m in client.of_type("action")]  # the story's last action: played
+        assert [m["turn"] for m in client.of_type("state", since=said) if m["turn"] != 2] == []
+        client.send_text("And what did your father say?")
+        await client.wait_for("reply", final=True, turn=3, timeout_s=60)
+
+    told = [m["content"] for m in scripted_llm.requests[-1]["messages"] if m["role"] == "assistant"]  # type: ignore[attr-defined]
+    assert any("never once gone out" in text for text in told), told  # all of it was heard, and is remembered
 
 
 async def test_its_own_voice_coming_back_is_neither_a_barge_in_nor_a_turn(

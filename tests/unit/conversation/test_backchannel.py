@@ -17,12 +17,16 @@ REPLY = "One two three four five six seven eight. Nine ten eleven twelve."
 OPTIONS = ConversationOptions(greet=False, preemptive=False, backchannels=BACKCHANNELS)
 
 
-@pytest.mark.parametrize("text", ["Uh-huh.", "Yeah, yeah.", "Mm hmm", "okay", "Right. I see.", "", "..."])
+@pytest.mark.parametrize(
+    "text", ["Uh-huh.", "Yeah, yeah.", "Mm hmm", "MMM. .", "Mmm-hmmm", "Ohhh.", "okay", "Right. I see.", "", "..."]
+)
 def test_backchannels(text: str) -> None:
     assert is_backchannel(text)
 
 
-@pytest.mark.parametrize("text", ["Wait, stop please.", "Yeah, but how much is it?", "No.", "okay then tell me"])
+@pytest.mark.parametrize(
+    "text", ["Wait, stop please.", "Yeah, but how much is it?", "No.", "okay then tell me", "Hmmmm, three swords"]
+)
 def test_not_backchannels(text: str) -> None:
     assert not is_backchannel(text)
 
@@ -82,5 +86,40 @@ async def test_without_backchannels_speech_stops_the_reply_at_once() -> None:
     listener.events.put_nowait(SpeechStarted(at_s=5.0))
     assert (await t.until(lambda m: m["type"] == "interrupted"))["heard"] == "One two three"
     assert not [m for m in t.of("state") if m["state"] == "paused"]
+    t.closed.set()
+    await task
+
+
+async def test_what_plays_after_a_hold_is_timed_after_it() -> None:
+    """The hold's place and length reach the client (paused: `at_ms`; speaking again: `at_ms`, `held_ms`), and
+    what plays after it keeps one clock: an action after the hold is sent at its word's time as the client
+    moves it (the words already sent, by `held_ms`; those sent after, as they are)."""
+    reply = "One two. [wave target=player] Nine ten eleven twelve."  # "One two." fits the 200 ms buffer
+    conv, t, listener, _, _ = make_conversation(reply, options=OPTIONS)
+    task = await start(conv)
+    listener.events.put_nowait(Transcript("Tell me a story", "en", final=True, utterance=0))
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking")
+    await t.until(lambda m: m["type"] == "words" and m["words"][0]["text"] == "Nine")  # written, not played
+    await t.play(2)
+    listener.events.put_nowait(SpeechStarted(at_s=5.0))
+    paused = await t.until(lambda m: m["type"] == "state" and m["state"] == "paused")
+    await t.play(10)  # 200 ms of silence while it holds
+    listener.events.put_nowait(Utterance(np.zeros(8000, dtype=np.float32), 5.0, 5.5, "silence", index=1))
+    listener.events.put_nowait(Transcript("Yeah.", "en", final=True, utterance=1))
+    resumed = await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking" and "held_ms" in m)
+    assert resumed["at_ms"] == paused["at_ms"] > 0 and resumed["held_ms"] == 200
+    while not t.of("action"):
+        await t.play(5)
+    (action,) = t.of("action")
+    resumed_at = t.sent.index(resumed)
+    times = {}  # each word's time on the client's clock: moved by the hold if it was sent before it ended
+    for i, m in enumerate(t.sent):
+        if m["type"] == "words":
+            moved = i < resumed_at
+            for w in m["words"]:
+                late = moved and w["at_ms"] >= resumed["at_ms"]
+                times[w["text"].strip(".").lower()] = w["at_ms"] + (resumed["held_ms"] if late else 0)
+    assert action["at_ms"] == times["nine"], (action, times, resumed)
+    assert times["nine"] >= resumed["at_ms"] + resumed["held_ms"]  # it plays after the hold
     t.closed.set()
     await task

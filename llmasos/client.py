@@ -65,11 +65,13 @@ class MicTrack(MediaStreamTrack):
         self._pts = 0
         self._start: float | None = None
         self.speech_end_at: float | None = None  # monotonic time the last queued speech sample was sent
-        self.speech_start_at: float | None = None
+        self.speech_start_at: float | None = None  # monotonic time the first sample of the last speech was sent
+        self._starting = False  # the next frame sent is the first of new speech
         self._drained = asyncio.Event()
         self._drained.set()
 
     def say(self, pcm: npt.NDArray[np.int16]) -> None:
+        self._starting = self._starting or not self._queue
         for i in range(0, len(pcm), FRAME):
             piece = pcm[i : i + FRAME]
             if len(piece) < FRAME:
@@ -97,7 +99,8 @@ class MicTrack(MediaStreamTrack):
                 await asyncio.sleep(wait)  # real-time pacing of a microphone
         if self._queue:
             samples = self._queue.popleft()
-            if self.speech_start_at is None or self._drained.is_set():
+            if self._starting:
+                self._starting = False
                 self.speech_start_at = time.monotonic()
             if not self._queue:
                 self.speech_end_at = time.monotonic() + FRAME / RATE

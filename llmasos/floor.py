@@ -5,7 +5,9 @@
 - A character never starts while someone else is mid-utterance: it waits for the gap (``speech_ended`` of the
   last person speaking grants the next waiting reply). The person it answers is not waited for: their speech
   stops a reply that is speaking (barge-in) and carries over one that is not.
-- Speech of the person a character is answering interrupts it at once (barge-in: ``speech_started``); speech
+- Speech of the person a character is answering interrupts it at once (barge-in: ``speech_started``); with
+  ``pause_first`` its voice already holds at the first sound of it (``onset``), before it is known to be
+  speech (the room plays it on if it was not: a click, a cough); speech
   addressed to it by someone else interrupts it when that utterance is known to be for it (``addressed``).
   Other people chatting does not.
 
@@ -73,6 +75,12 @@ class Floor:
         if self.speaking is not None and self.speaking.player == person:
             character = self.speaking.character
             return [Pause(character) if self.pause_first else Stop(character, "barge_in")]
+        return []
+
+    def onset(self, person: str) -> list[Decision]:
+        """The first sound of what may be ``person``'s speech: with ``pause_first``, a reply to them holds."""
+        if self.pause_first and self.speaking is not None and self.speaking.player == person:
+            return [Pause(self.speaking.character)]
         return []
 
     def speech_ended(self, person: str) -> list[Decision]:

@@ -39,7 +39,17 @@ from voice.audio import InboundConverter, check_format, float_to_s16
 from voice.echo import EchoGate, EchoOptions
 from voice.errors import AudioFormatError, VoiceError
 from voice.listener import DecodeFailed, ListenEvent
-from voice.types import ASR_RATE, AudioFrame, SpeechPaused, SpeechResumed, SpeechStarted, Transcript, Utterance
+from voice.types import (
+    ASR_RATE,
+    AudioFrame,
+    SpeechDropped,
+    SpeechOnset,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    Transcript,
+    Utterance,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +81,19 @@ class ListenStage(Protocol):
     def run(self, frames: AsyncIterator[AudioFrame]) -> AsyncIterator[ListenEvent]: ...
 
 
+ECHO_ONSET_S = 1.0  # the character's voice came back this recently: its first sound holds no reply
+
 # ---- what a participant does, as the room hears it ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VoiceOnset:
+    """The first of what may be speech (SpeechBegan follows when it is, VoiceDropped when it is not)."""
+
+
+@dataclass(frozen=True)
+class VoiceDropped:
+    """What began at the last VoiceOnset was too short to be speech: nothing was said."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +188,9 @@ class ActionResult:
 
 
 Heard = (
-    SpeechBegan
+    VoiceOnset
+    | VoiceDropped
+    | SpeechBegan
     | SpeechEnded
     | SpeechWentOn
     | Partial
@@ -229,6 +253,7 @@ class Participant:
         self.speaking = False  # ... or one is still being transcribed
         self.audio_s = 0.0  # seconds of microphone audio read so far
         self.transcripts: list[str] = []  # final transcripts, in order
+        self._onset_told = False  # the room was told of the open utterance's first sound
         self.on_frame: Callable[[PcmFrame], None] | None = None  # every microphone frame (a room's mix)
         # the character's voice coming back through this person's microphone is taken out before listening
         self.echo = EchoGate(echo) if echo is not None else None
@@ -286,7 +311,17 @@ class Participant:
 
     def _on_event(self, event: ListenEvent, state: _Listening) -> None:
         now = time.monotonic()
-        if isinstance(event, SpeechStarted):
+        if isinstance(event, SpeechOnset):
+            # the character's voice coming back leaves a trace a moment long now and then: where it came back
+            # this last second, a reply holds when there is speech (SpeechStarted), not at the first sound
+            self._onset_told = self.echo is None or not self.echo.echo_within(ECHO_ONSET_S)
+            if self._onset_told:
+                self._host.heard(self, VoiceOnset())
+        elif isinstance(event, SpeechDropped):
+            if self._onset_told:
+                self._host.heard(self, VoiceDropped())
+            self._onset_told = False
+        elif isinstance(event, SpeechStarted):
             self._host.heard(self, SpeechBegan())
         elif isinstance(event, SpeechPaused):
             state.paused_at_s = event.at_s

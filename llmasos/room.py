@@ -43,6 +43,8 @@ from llmasos.participant import (
     Tentative,
     Transport,
     Typed,
+    VoiceDropped,
+    VoiceOnset,
     World,
 )
 from llmasos.seat import Seat
@@ -217,7 +219,13 @@ class Room:
 
     def _on(self, p: Participant, event: Heard) -> None:
         player = p.id
-        if isinstance(event, SpeechBegan):
+        if isinstance(event, VoiceOnset):
+            if self.floor.pause_first:  # a reply to them holds at once; held for nothing, it plays on
+                for decision in self.floor.onset(player):
+                    self._apply(decision)
+        elif isinstance(event, VoiceDropped):
+            self._resume_paused(player)  # it was not speech
+        elif isinstance(event, SpeechBegan):
             for decision in self.floor.speech_started(player):
                 self._apply(decision)
             for seat in self.seats.values():

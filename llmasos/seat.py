@@ -227,6 +227,8 @@ class Seat:
     def pause(self) -> None:
         """The person this reply answers began to speak: its voice holds where it is until their words are
         known (``resume``, or ``interrupt``)."""
+        if self.paused_for is not None:
+            return  # held already (at the first sound of the speech it now knows)
         if self.turn is not None and self.turn.speaking and self.player is not None:
             self.speaker.pause()
             self.paused_for = self.player

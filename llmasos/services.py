@@ -49,7 +49,7 @@ class ConversationOptions:
     endpoint: EndpointOptions = EndpointOptions()
     echo: EchoOptions | None = EchoOptions()  # the character's voice coming back is taken out (None: off)
     # said over a reply to the one who says it, these pause it and it goes on ("uh-huh", e.g. BACKCHANNELS);
-    # empty (the default until it is tested with real peers): any speech of theirs stops the reply at once
+    # empty: any speech of theirs stops the reply at once (a server fills it from endpoint.pause_on_speech)
     backchannels: tuple[str, ...] = ()
     recall_k: int = 4
     recall_budget_s: float = 0.15

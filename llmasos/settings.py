@@ -157,6 +157,9 @@ class EndpointSettings(_Section):
     backchannels: tuple[str, ...] = BACKCHANNELS
     pre_roll_ms: int = Field(300, ge=0, le=2000)
     min_speech_ms: int = Field(150, ge=0, le=5000)
+    # with pause_on_speech, this much speech of the one a reply answers holds it (before min_speech_ms makes it
+    # speech; a sound that is not lets the reply play on)
+    onset_ms: int = Field(64, ge=0, le=5000)
     max_utterance_s: float = Field(20.0, ge=1.0, le=120.0)
     cut_search_ms: int = Field(2000, ge=32, le=10000)  # a long utterance is cut at its quietest point in here
     # prepare the reply during the endpointing silence from the speculative transcript (asr.speculative);

@@ -154,6 +154,7 @@ def endpoint_options(settings: Settings) -> EndpointOptions:
         min_silence_ms=ep.min_silence_ms,
         pre_roll_ms=ep.pre_roll_ms,
         min_speech_ms=ep.min_speech_ms,
+        onset_ms=ep.onset_ms,
         max_utterance_s=ep.max_utterance_s,
         cut_search_ms=ep.cut_search_ms,
         detector=DetectorOptions(threshold=vad.threshold, neg_threshold=vad.neg_threshold),

@@ -69,6 +69,7 @@ class EchoGate:
         self._since_search = self._track
         self.echo_blocks = 0
         self.delay_ms: float | None = None  # the delay found last (for logs and tests)
+        self._echo_at: int | None = None  # the mic sample count at the end of the last block echo came back in
 
     def reference(self, samples: Samples) -> None:
         """Audio the player was sent, as it was sent."""
@@ -102,12 +103,18 @@ class EchoGate:
         ref = self._aligned(mic, energy, start)
         if ref is None or float(np.sqrt(np.mean(ref * ref))) < self._o.quiet_rms:
             return mic  # nothing was playing that could come back
+        self._echo_at = self._mic_total
         gain = float(np.dot(mic, ref) / max(float(np.dot(ref, ref)), 1e-12))
         left = mic - gain * ref
         if float(np.dot(left, left)) / energy < self._o.echo_residual:
             self.echo_blocks += 1
             return np.zeros_like(mic)  # the character's voice alone: nobody spoke
         return left.astype(np.float32)
+
+    def echo_within(self, seconds: float) -> bool:
+        """The character's voice was coming back (a delay is held and it was playing) in the last ``seconds``
+        of the microphone: what the gate left of it may still sound like speech for a moment."""
+        return self._echo_at is not None and self._mic_total - self._echo_at <= seconds * ASR_RATE
 
     def _aligned(self, mic: Samples, energy: float, start: int) -> Samples | None:
         """The reference that best explains ``mic`` within ``jitter_ms`` of the delay found: the way back moves

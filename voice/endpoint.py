@@ -9,9 +9,11 @@ When it ends:
   swords for sale?" stays one turn, "Do you have any swords for sale?" ends 0.2 s after its last word).
 - without one: after ``min_silence`` of silence, whatever was said.
 
-Bursts shorter than ``min_speech`` in total are dropped (coughs, clicks)
-and never announced. An utterance that reaches ``max_utterance`` is cut at its quietest window of the last
-``cut_search`` and continues as the next piece: long speech is transcribed piece by piece, never dropped.
+The first speech window opens the utterance and says so at once (SpeechOnset: the moment to hold a reply's
+voice); ``min_speech`` of speech in total announces it (SpeechStarted). Bursts shorter than that are dropped
+(coughs, clicks: SpeechDropped) and never announced. An utterance that reaches ``max_utterance`` is cut at its
+quietest window of the last ``cut_search`` and continues as the next piece: long speech is transcribed piece by
+piece, never dropped.
 
 Synchronous and deterministic (it runs the VAD stream, so call ``push`` off the event loop).
 """
@@ -28,6 +30,8 @@ from voice.types import (
     ASR_RATE,
     EndpointEvent,
     Samples,
+    SpeechDropped,
+    SpeechOnset,
     SpeechPaused,
     SpeechResumed,
     SpeechStarted,
@@ -56,6 +60,7 @@ class EndpointOptions:
     min_silence_ms: int = 500  # the end without an end-of-turn model
     pre_roll_ms: int = 300
     min_speech_ms: int = 150
+    onset_ms: int = 64  # this much speech is told at once (SpeechOnset), before min_speech_ms of it is speech
     max_utterance_s: float = 20.0
     cut_search_ms: int = 2000  # where to look for the quietest point when cutting a long utterance
     detector: DetectorOptions = DetectorOptions()
@@ -63,8 +68,9 @@ class EndpointOptions:
 
 
 class Endpointer:
-    """Feed 16 kHz mono float32 of any chunk size; get SpeechStarted, SpeechPaused, SpeechResumed, TurnChecked
-    and Utterance events. ``turn``: the end-of-turn model (None: silence alone ends an utterance)."""
+    """Feed 16 kHz mono float32 of any chunk size; get SpeechOnset, SpeechStarted (or SpeechDropped),
+    SpeechPaused, SpeechResumed, TurnChecked and Utterance events. ``turn``: the end-of-turn model (None:
+    silence alone ends an utterance)."""
 
     def __init__(
         self, vad: VADStream, options: EndpointOptions = EndpointOptions(), turn: TurnDetector | None = None
@@ -81,6 +87,7 @@ class Endpointer:
         self._check = max(1, self._windows(options.turn.check_ms / 1000))
         self._max_silence = max(self._check, self._windows(options.turn.max_silence_ms / 1000))
         self._min_speech = self._windows(options.min_speech_ms / 1000)
+        self._onset = max(1, min(self._windows(options.onset_ms / 1000), max(1, self._min_speech)))
         self._max_windows = max(2, self._windows(options.max_utterance_s))
         self._cut_search = max(1, min(self._windows(options.cut_search_ms / 1000), self._max_windows // 2))
         self._pending = np.zeros(0, dtype=np.float32)
@@ -96,9 +103,11 @@ class Endpointer:
         self._audio: list[Samples] = []
         self._probs: list[float] = []
         self._start_window = 0
+        self._opened_at = 0  # the window the VAD first heard it in
         self._speech_windows = 0
         self._silence_windows = 0
         self._announced = False
+        self._onset_told = False
         self._pause_announced = False
         self._verdict: TurnVerdict | None = None  # the end-of-turn model's verdict that completes the pause
 
@@ -153,6 +162,8 @@ class Endpointer:
         events: list[EndpointEvent] = []
         if self._open and self._speech_windows >= self._min_speech:
             self._emit(len(self._audio) - max(0, self._silence_windows - self._pad), "end_of_stream", events)
+        elif self._open and self._onset_told:
+            events.append(SpeechDropped(self._clock * self._win_s))
         self._open = False
         self._reset_utterance()
         self._pre_roll.clear()
@@ -173,6 +184,7 @@ class Endpointer:
                 self._audio = [*self._pre_roll, window]
                 self._probs = [0.0] * len(self._pre_roll) + [prob]
                 self._start_window = t - len(self._pre_roll)
+                self._opened_at = t
                 self._speech_windows = 1
                 self._pre_roll.clear()
                 self._maybe_announce(t, events)
@@ -214,6 +226,9 @@ class Endpointer:
         return silence >= self._max_silence
 
     def _maybe_announce(self, t: int, events: list[EndpointEvent]) -> None:
+        if not self._onset_told and not self._announced and self._speech_windows >= self._onset:
+            self._onset_told = True
+            events.append(SpeechOnset(self._opened_at * self._win_s))
         if not self._announced and self._speech_windows >= max(1, self._min_speech):
             self._announced = True
             events.append(SpeechStarted(self._start_window * self._win_s))
@@ -223,6 +238,8 @@ class Endpointer:
         keep = len(self._audio) - max(0, trailing - self._pad)
         if self._speech_windows >= self._min_speech:
             self._emit(keep, "silence", events)
+        elif self._onset_told:
+            events.append(SpeechDropped(self._clock * self._win_s))
         tail = self._audio[len(self._audio) - min(trailing, self._pad) :]
         self._open = False
         self._reset_utterance()

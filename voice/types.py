@@ -52,6 +52,21 @@ class SpeechStarted:
 
 
 @dataclass(frozen=True)
+class SpeechOnset:
+    """The VAD heard the first of what may be speech (before ``min_speech`` of it makes it SpeechStarted): the
+    moment to hold a reply's voice, cheaply undone. It is followed by SpeechStarted, or by SpeechDropped."""
+
+    at_s: float
+
+
+@dataclass(frozen=True)
+class SpeechDropped:
+    """What began at the last SpeechOnset ended too short to be speech (a click, a cough): no utterance."""
+
+    at_s: float
+
+
+@dataclass(frozen=True)
 class SpeechPaused:
     """Speech stopped inside an utterance; if it stays silent for ``min_silence`` the utterance ends."""
 
@@ -109,7 +124,7 @@ class Utterance:
         return len(self.audio) / ASR_RATE
 
 
-EndpointEvent = SpeechStarted | SpeechPaused | SpeechResumed | TurnChecked | Utterance
+EndpointEvent = SpeechOnset | SpeechDropped | SpeechStarted | SpeechPaused | SpeechResumed | TurnChecked | Utterance
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ utterances (made with the packaged voice) with natural pauses. Per turn, at the 
 
 - voice-to-voice: from the end of the user's speech in the sent audio to the first non-silent frame of the
   reply received;
-- barge-in stop (on barge-in turns): from the moment the client starts speaking over a reply to the last
+- barge-in stop (on barge-in turns): from the first voiced sample the client sends over a reply to the last
   frame of that reply's voice received.
 
 Each turn's server timeline (the `metrics` event) is joined to give the stages, and the overhead:
@@ -89,6 +89,7 @@ class Utterance:
     pcm: npt.NDArray[np.int16]
     trailing_s: float  # silence after the last voiced sample
     text: str
+    leading_s: float = 0.0  # silence before the first voiced sample
     paused: bool = False  # a pause inside it
 
 
@@ -155,8 +156,8 @@ def speech(synthesize: Synthesize, text: str, pause_s: float = 0.0) -> Utterance
         first, last = voiced_range(pcm)
         parts.append(pcm[first:last] if "|" in text else pcm)
     out = float_to_s16(resample(s16_to_float(np.concatenate(parts)), rate, RATE))
-    _, last = voiced_range(out)
-    return Utterance(out, (len(out) - last) / RATE, text.replace("|", " "), paused="|" in text)
+    first, last = voiced_range(out)
+    return Utterance(out, (len(out) - last) / RATE, text.replace("|", " "), first / RATE, paused="|" in text)
 
 
 def make_utterances(settings: Settings) -> tuple[list[Utterance], Utterance, Utterance]:
@@ -249,6 +250,7 @@ async def _barge_in_turn(client: VoiceClient, index: int, story: Utterance, inte
     except TimeoutError:
         return result  # the reply ended before the interruption was heard: no stop time
     await client.mic.drained()
+    voiced_at = (client.mic.speech_start_at or talk_at) + interruption.leading_s  # its first sound went out
     # the reply's voice: loud frames between the interruption and the next reply speaking
     _, reply = await client.wait_for("reply", final=True, since=at, timeout_s=180)
     next_speaking = [
@@ -258,7 +260,7 @@ async def _barge_in_turn(client: VoiceClient, index: int, story: Utterance, inte
     ]
     horizon = next_speaking[0] if next_speaking else at + 2.0
     last = [t for t, level in client.received.frames if talk_at <= t < horizon and level > 300]
-    result.barge_in_stop_s = (last[-1] - talk_at) if last else 0.0
+    result.barge_in_stop_s = max(0.0, last[-1] - voiced_at) if last else 0.0
     await client.wait_for("state", state="listening", turn=reply["turn"], timeout_s=60)
     return result
 
@@ -582,7 +584,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if proc is not None:
             proc.terminate()
-            proc.wait(30)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:  # its shutdown must not cost the measurements
+                print("the server did not stop within 60 s of SIGTERM: killed", flush=True)
+                proc.kill()
+                proc.wait()
     summary = summarise(results)
     data = {
         "benchmark": "latency",

@@ -25,6 +25,32 @@ from voice.audio import float_to_s16, resample, s16_to_float
 from voice.tts import PiperTTS
 
 STARTUP_DEADLINE_S = 420.0
+_SERVERS: list[RunningServer] = []  # every server started, for the logs of a failed test
+_LOG_LINES = 200  # of each server's log, at most, shown under a failed test
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    item.stash[_MARKS] = {s.log: s.log.stat().st_size for s in _SERVERS if s.log.exists()}
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test shows what each server logged while it ran (a CI failure is read from its log alone)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if call.when != "call" or not report.failed:
+        return
+    marks = item.stash.get(_MARKS, {})
+    for server in _SERVERS:
+        if not server.log.exists():
+            continue
+        with server.log.open(errors="replace") as f:
+            f.seek(marks.get(server.log, 0))
+            lines = [line.rstrip() for line in f if " DEBUG " not in line and "aioice" not in line]
+        if lines:
+            report.sections.append((f"server log ({server.log.parent.name})", "\n".join(lines[-_LOG_LINES:])))
 
 
 def free_port() -> int:
@@ -102,6 +128,9 @@ def scripted_llm() -> Iterator[ScriptedLLM]:
     server.server_close()
 
 
+_MARKS = pytest.StashKey[dict[Path, int]]()
+
+
 @dataclass
 class RunningServer:
     url: str
@@ -145,6 +174,7 @@ def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
             )
         server = RunningServer(f"http://127.0.0.1:{port}", root / "data", process, log)
         started.append(server)
+        _SERVERS.append(server)
         deadline = time.monotonic() + STARTUP_DEADLINE_S
         while True:  # readiness poll with a deadline: the server says when its models are loaded
             if process.poll() is not None:

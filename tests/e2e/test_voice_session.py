@@ -242,6 +242,8 @@ async def test_its_own_voice_coming_back_is_neither_a_barge_in_nor_a_turn(
         interrupted = client.of_type("interrupted")
         heard = [m["text"] for m in client.of_type("transcript") if m["final"]]
         assert interrupted == [] and heard == [], (interrupted, heard)
+        held = [m for m in client.of_type("state") if m["state"] == "paused"]
+        assert held == [], held  # nor does it hold the reply for a moment
         replies = [m for m in client.of_type("reply") if m["final"] and m["turn"] > 1]
         assert len(replies) == 10 and all("nightfall" in m["text"] for m in replies)
 

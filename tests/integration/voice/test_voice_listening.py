@@ -61,19 +61,19 @@ def test_natural_pause_is_one_utterance(
 
 @pytest.mark.parametrize("quiet", ["silence", "room noise"])
 def test_the_first_word_after_a_long_silence_is_heard(
-    vad: SileroVAD, asr: WhisperASR, voice_settings: Settings, speak: Callable[[str], Samples], quiet: str
+    vad: SileroVAD, voice_settings: Settings, speak: Callable[[str], Samples], quiet: str
 ) -> None:
     # Silero's state, carried through a long silence, scored "Cat" under the threshold that starts speech, and
     # the pause after it is longer than the pre-roll: the utterance began at "shall" (a CI failure, in a room)
     rng = np.random.default_rng(3)
-    said = speak("Cat, shall we go to the market?")
+    said = speak("Cat, shall we go to the market?")  # voiced from its first sample
     signal = np.concatenate([_gap(30.0), said, _gap(1.5)])
     if quiet == "room noise":
         signal = (signal + rng.standard_normal(len(signal)) * 0.002).astype(np.float32)
-    utts = [e for e in _endpoint(vad, signal, endpoint_options(voice_settings)) if isinstance(e, Utterance)]
+    events = _endpoint(vad, signal, endpoint_options(voice_settings))
+    utts = [e for e in events if isinstance(e, Utterance)]
     assert len(utts) == 1
-    text = asr.transcribe_sync(utts[0].audio).text
-    assert text.lower()[:4] in ("cat,", "kat,"), text  # the name, however it is spelled
+    assert utts[0].start_s < 30.0, events  # it holds "Cat" (at 30.0-30.25 s), not only what follows its pause
 
 
 def test_a_real_pause_ends_the_turn(vad: SileroVAD, voice_settings: Settings, speak: Callable[[str], Samples]) -> None:

@@ -9,7 +9,7 @@ from fakes import make_conversation, start
 
 from llmasos.backchannel import BACKCHANNELS, is_backchannel
 from llmasos.services import ConversationOptions
-from voice.types import SpeechStarted, Transcript, Utterance
+from voice.types import SpeechDropped, SpeechOnset, SpeechStarted, Transcript, Utterance
 
 pytestmark = pytest.mark.unit
 
@@ -59,6 +59,44 @@ async def test_uh_huh_pauses_the_reply_and_it_goes_on_where_it_held() -> None:
     assert [h.text for h in manager.history if h.role == "player"] == ["Tell me a story"]  # "uh-huh" is no turn
 
 
+async def test_the_first_sound_holds_the_reply_and_a_click_lets_it_play_on() -> None:
+    conv, t, listener, _, manager = make_conversation(REPLY, options=OPTIONS)
+    task = await start(conv)
+    listener.events.put_nowait(Transcript("Tell me a story", "en", final=True, utterance=0))
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking")
+    await t.play(16)
+    listener.events.put_nowait(SpeechOnset(at_s=5.0))  # held before it is known to be speech ...
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "paused")
+    listener.events.put_nowait(SpeechDropped(at_s=5.1))  # ... and it was not
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking" and len(t.of("state")) > 3)
+    while not any(m.get("final") for m in t.of("reply")):
+        await t.play(5)
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "listening" and m.get("turn") == 1)
+    assert t.of("interrupted") == [] and [m["text"] for m in t.of("transcript")] == ["Tell me a story"]
+    t.closed.set()
+    await task
+    assert manager.history[-1].text == REPLY
+
+
+async def test_held_at_the_first_sound_then_words_stop_it() -> None:
+    conv, t, listener, _, manager = make_conversation(REPLY, options=OPTIONS)
+    task = await start(conv)
+    listener.events.put_nowait(Transcript("Tell me a story", "en", final=True, utterance=0))
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking")
+    await t.play(16)
+    listener.events.put_nowait(SpeechOnset(at_s=5.0))
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "paused")
+    listener.events.put_nowait(SpeechStarted(at_s=5.0))  # it is speech: the hold goes on, told once
+    listener.events.put_nowait(Utterance(np.zeros(8000, dtype=np.float32), 5.0, 5.5, "silence", index=1))
+    listener.events.put_nowait(Transcript("Wait, stop please.", "en", final=True, utterance=1))
+    interrupted = await t.until(lambda m: m["type"] == "interrupted")
+    assert interrupted["heard"] == "One two three"
+    assert len([m for m in t.of("state") if m["state"] == "paused"]) == 1
+    t.closed.set()
+    await task
+    assert manager.history[1].text == "One two three"
+
+
 async def test_real_words_over_the_reply_stop_it() -> None:
     conv, t, listener, _, manager = make_conversation(REPLY, options=OPTIONS)
     task = await start(conv)
@@ -83,6 +121,7 @@ async def test_without_backchannels_speech_stops_the_reply_at_once() -> None:
     listener.events.put_nowait(Transcript("Tell me a story", "en", final=True, utterance=0))
     await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking")
     await t.play(16)
+    listener.events.put_nowait(SpeechOnset(at_s=5.0))  # without backchannels a first sound changes nothing
     listener.events.put_nowait(SpeechStarted(at_s=5.0))
     assert (await t.until(lambda m: m["type"] == "interrupted"))["heard"] == "One two three"
     assert not [m for m in t.of("state") if m["state"] == "paused"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from llmasos.addressing import Addressed
-from llmasos.floor import Floor, Grant, Stop
+from llmasos.floor import Floor, Grant, Pause, Stop
 
 pytestmark = pytest.mark.unit
 
@@ -41,6 +41,16 @@ def test_the_person_answered_barges_in() -> None:
     floor = Floor()
     floor.want("blacksmith", "ann")
     assert floor.speech_started("ann") == [Stop("blacksmith", "barge_in")]
+
+
+def test_with_pause_first_the_first_sound_of_the_person_answered_holds_the_reply() -> None:
+    floor = Floor(pause_first=True)
+    floor.want("blacksmith", "ann")
+    assert floor.onset("bob") == []  # a bystander's sound holds nothing
+    assert floor.onset("ann") == [Pause("blacksmith")]
+    assert floor.in_speech == set()  # a sound is not yet speech: it keeps nobody waiting
+    assert floor.speech_started("ann") == [Pause("blacksmith")]
+    assert Floor().onset("ann") == []  # without pause_first, only speech stops a reply
 
 
 def test_a_bystander_chatting_does_not_stop_the_character() -> None:

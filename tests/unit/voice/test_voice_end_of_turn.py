@@ -8,7 +8,17 @@ import pytest
 
 from voice.endpoint import Endpointer, EndpointOptions, TurnOptions
 from voice.testing import WINDOW_S, EnergyVADStream, ScriptedTurnDetector, silence, speech_like
-from voice.types import ASR_RATE, SpeechPaused, SpeechResumed, SpeechStarted, TurnChecked, TurnDetector, Utterance
+from voice.types import (
+    ASR_RATE,
+    SpeechDropped,
+    SpeechOnset,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    TurnChecked,
+    TurnDetector,
+    Utterance,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -36,7 +46,7 @@ def test_a_pause_judged_complete_ends_the_turn_after_the_short_silence() -> None
     turn = ScriptedTurnDetector([0.9])
     signal = np.concatenate([silence(0.5), speech_like(1.2), silence(2.0)])
     events = _run(signal, turn)
-    assert [type(e) for e in events] == [SpeechStarted, SpeechPaused, TurnChecked, Utterance]
+    assert [type(e) for e in events] == [SpeechOnset, SpeechStarted, SpeechPaused, TurnChecked, Utterance]
     (check,) = _checks(events)
     (u,) = _utterances(events)
     assert check.silence_s == pytest.approx(0.2, abs=WINDOW_S)
@@ -56,7 +66,9 @@ def test_a_pause_judged_incomplete_waits_and_the_speech_going_on_keeps_one_turn(
     signal = np.concatenate([silence(0.5), speech_like(0.8), silence(0.36), speech_like(1.6, seed=1), silence(2.0)])
     events = _run(signal, turn)
     kinds = [type(e) for e in events]
-    assert kinds == [SpeechStarted, SpeechPaused, TurnChecked, SpeechResumed, SpeechPaused, TurnChecked, Utterance]
+    assert kinds == [
+        SpeechOnset, SpeechStarted, SpeechPaused, TurnChecked, SpeechResumed, SpeechPaused, TurnChecked, Utterance
+    ]  # fmt: skip
     first, second = _checks(events)
     assert not first.complete and second.complete
     (u,) = _utterances(events)
@@ -86,7 +98,8 @@ def test_the_longer_silence_is_configurable() -> None:
 
 def test_a_click_is_never_judged() -> None:
     turn = ScriptedTurnDetector()
-    assert _run(np.concatenate([silence(0.5), speech_like(0.064), silence(2.0)]), turn) == []
+    events = _run(np.concatenate([silence(0.5), speech_like(0.064), silence(2.0)]), turn)
+    assert [type(e) for e in events] == [SpeechOnset, SpeechDropped]  # a sound, then nothing
     assert turn.calls == []
 
 

@@ -8,7 +8,7 @@ import pytest
 from voice.endpoint import Endpointer, EndpointOptions
 from voice.errors import AudioFormatError
 from voice.testing import WINDOW, WINDOW_S, EnergyVADStream, ScriptedVADStream, silence, speech_like, windows
-from voice.types import SpeechPaused, SpeechResumed, SpeechStarted, Utterance
+from voice.types import SpeechDropped, SpeechOnset, SpeechPaused, SpeechResumed, SpeechStarted, Utterance
 
 pytestmark = pytest.mark.unit
 
@@ -34,7 +34,9 @@ def test_one_burst_is_one_utterance_with_pre_roll() -> None:
     signal = np.concatenate([silence(1.0), speech_like(1.5), silence(1.5)])
     events = _run(signal)
     utts = _utterances(events)
-    assert [type(e) for e in events] == [SpeechStarted, SpeechPaused, Utterance]
+    assert [type(e) for e in events] == [SpeechOnset, SpeechStarted, SpeechPaused, Utterance]
+    onset = events[0]
+    assert isinstance(onset, SpeechOnset) and onset.at_s == pytest.approx(1.0, abs=2 * WINDOW_S)  # the first sound
     (u,) = utts
     assert u.reason == "silence"
     assert u.start_s == pytest.approx(1.0 - 0.3, abs=2 * WINDOW_S)  # 300 ms pre-roll
@@ -52,8 +54,8 @@ def test_natural_pause_does_not_split() -> None:
     assert utts[0].duration_s > 0.8 + 0.36 + 1.6
     # the pause is announced, and so is the speech coming back (what was prepared for the pause is stale)
     kinds = [type(e) for e in events]
-    assert kinds == [SpeechStarted, SpeechPaused, SpeechResumed, SpeechPaused, Utterance]
-    paused, resumed = events[1], events[2]
+    assert kinds == [SpeechOnset, SpeechStarted, SpeechPaused, SpeechResumed, SpeechPaused, Utterance]
+    paused, resumed = events[2], events[3]
     assert isinstance(paused, SpeechPaused) and isinstance(resumed, SpeechResumed)
     assert resumed.at_s - paused.at_s == pytest.approx(0.36, abs=0.15)
 
@@ -73,7 +75,16 @@ def test_min_silence_is_configurable() -> None:
 
 def test_short_click_is_dropped_and_never_announced() -> None:
     signal = np.concatenate([silence(0.5), speech_like(0.064), silence(1.0)])
-    assert _run(signal, EndpointOptions(min_speech_ms=150)) == []
+    events = _run(signal, EndpointOptions(min_speech_ms=150))
+    # its first sound is told (a reply may hold on it), then that it was nothing; never an utterance
+    assert [type(e) for e in events] == [SpeechOnset, SpeechDropped]
+    assert events[0].at_s == pytest.approx(0.5, abs=2 * WINDOW_S)  # type: ignore[attr-defined]
+    assert events[1].at_s > events[0].at_s  # type: ignore[attr-defined]
+
+
+def test_a_click_at_the_end_of_the_stream_is_dropped() -> None:
+    events = _run(np.concatenate([silence(0.5), speech_like(0.064)]), EndpointOptions(min_speech_ms=150))
+    assert [type(e) for e in events] == [SpeechOnset, SpeechDropped]
 
 
 def test_long_speech_is_cut_and_nothing_is_dropped() -> None:
@@ -107,7 +118,7 @@ def test_cut_falls_on_the_quietest_window() -> None:
 def test_end_of_stream_closes_an_open_utterance() -> None:
     ep = Endpointer(EnergyVADStream())
     events = ep.push(np.concatenate([silence(0.5), speech_like(1.0)]))
-    assert [type(e) for e in events] == [SpeechStarted]
+    assert [type(e) for e in events] == [SpeechOnset, SpeechStarted]
     assert ep.in_speech
     assert len(ep.current_audio()) > 16000
     (u,) = _utterances(ep.flush())
@@ -119,21 +130,24 @@ def test_speech_started_waits_for_min_speech() -> None:
     script = [0.0] * 10 + [0.9] * 20 + [0.0] * 30
     ep = Endpointer(ScriptedVADStream(script), EndpointOptions(min_speech_ms=150, pre_roll_ms=0))
     events: list[object] = []
-    announced_at = None
+    heard_at = announced_at = None
     for i in range(len(script)):
         events.extend(ep.push(np.zeros(WINDOW, dtype=np.float32)))
-        if announced_at is None and events:
+        if heard_at is None and events:
+            heard_at = i
+        if announced_at is None and any(isinstance(e, SpeechStarted) for e in events):
             announced_at = i
-    assert isinstance(events[0], SpeechStarted)
-    assert announced_at == 10 + windows(0.15) - 1
-    assert events[0].at_s == pytest.approx(10 * WINDOW_S)
+    assert isinstance(events[0], SpeechOnset) and isinstance(events[1], SpeechStarted)
+    assert heard_at == 10 + windows(0.064) - 1  # the first onset_ms of sound is told at once ...
+    assert announced_at == 10 + windows(0.15) - 1  # ... and speech once there is min_speech of it
+    assert events[0].at_s == events[1].at_s == pytest.approx(10 * WINDOW_S)  # type: ignore[attr-defined]
 
 
 def test_hysteresis_keeps_speech_through_a_dip() -> None:
     script = [0.0] * 5 + [0.9] * 10 + [0.4] * 20 + [0.9] * 10 + [0.0] * 30
     ep = Endpointer(ScriptedVADStream(script), EndpointOptions(min_silence_ms=300))
     events = ep.push(np.zeros(len(script) * WINDOW, dtype=np.float32))
-    assert [type(e) for e in events] == [SpeechStarted, SpeechPaused, Utterance]
+    assert [type(e) for e in events] == [SpeechOnset, SpeechStarted, SpeechPaused, Utterance]
 
 
 def test_rejects_wrong_sample_type() -> None:

@@ -13,7 +13,7 @@ from voice.endpoint import Endpointer, EndpointOptions
 from voice.errors import AudioFormatError
 from voice.listener import DecodeFailed, Listener, ListenerOptions
 from voice.testing import EnergyVADStream, FakeASR, silence, speech_like
-from voice.types import AudioFrame, Samples, SpeechPaused, SpeechStarted, Transcript, Utterance
+from voice.types import AudioFrame, Samples, SpeechOnset, SpeechPaused, SpeechStarted, Transcript, Utterance
 
 pytestmark = pytest.mark.unit
 
@@ -45,8 +45,8 @@ async def test_one_utterance_then_its_final_transcript() -> None:
     asr = FakeASR()
     signal = np.concatenate([silence(0.5), speech_like(1.2), silence(1.0)])
     events = await _collect(_listener(asr, ListenerOptions(partials=False, speculative=False)), signal)
-    assert [type(e) for e in events] == [SpeechStarted, SpeechPaused, Utterance, Transcript]
-    utt, final = events[2], events[3]
+    assert [type(e) for e in events] == [SpeechOnset, SpeechStarted, SpeechPaused, Utterance, Transcript]
+    utt, final = events[3], events[4]
     assert isinstance(utt, Utterance) and isinstance(final, Transcript)
     assert final.final and final.utterance == 0
     assert final.text == f"{len(utt.audio)} samples"  # the final decoded exactly the utterance
@@ -190,10 +190,10 @@ async def test_speculative_final_starts_at_the_pause_and_is_kept() -> None:
         events.append(e)
         if isinstance(e, Utterance):
             seen_at_utterance = list(asr.calls)
-    assert [type(e) for e in events] == [SpeechStarted, SpeechPaused, Transcript, Utterance, Transcript]
+    assert [type(e) for e in events] == [SpeechOnset, SpeechStarted, SpeechPaused, Transcript, Utterance, Transcript]
     assert len(seen_at_utterance) == 1 and seen_at_utterance[0][1]  # decoding began before the endpoint
     assert len(asr.calls) == 1  # and it was the final: no second decode
-    tentative, utt, final = events[2], events[3], events[4]
+    tentative, utt, final = events[3], events[4], events[5]
     assert isinstance(utt, Utterance) and isinstance(final, Transcript) and isinstance(tentative, Transcript)
     # announced during the silence, before the endpoint: a reply can be prepared from it
     assert tentative.tentative and not tentative.final and tentative.utterance == 0

@@ -14,7 +14,7 @@ from voice.asr import WhisperASR
 from voice.audio import float_to_s16, resample
 from voice.endpoint import Endpointer, EndpointOptions
 from voice.listener import Listener, ListenerOptions
-from voice.types import AudioFrame, Samples, SpeechStarted, Transcript, Utterance
+from voice.types import AudioFrame, Samples, SpeechOnset, SpeechStarted, Transcript, Utterance
 from voice.vad import SileroVAD
 from voice.wer import wer
 
@@ -100,7 +100,7 @@ async def test_listener_transcribes_webrtc_frames(
         events.append(e)
         if isinstance(e, Transcript) and not e.final:
             partial_seen.set()
-    assert isinstance(events[0], SpeechStarted)
+    assert isinstance(events[0], SpeechOnset) and isinstance(events[1], SpeechStarted)
     finals = [e for e in events if isinstance(e, Transcript) and e.final]
     partials = [e for e in events if isinstance(e, Transcript) and not e.final]
     assert [t.utterance for t in finals] == sorted(t.utterance for t in finals)

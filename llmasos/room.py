@@ -219,10 +219,9 @@ class Room:
 
     def _on(self, p: Participant, event: Heard) -> None:
         player = p.id
-        if isinstance(event, VoiceOnset):
-            if self.floor.pause_first:  # a reply to them holds at once; held for nothing, it plays on
-                for decision in self.floor.onset(player):
-                    self._apply(decision)
+        if isinstance(event, VoiceOnset):  # a reply to them holds at once (pause_first); held for nothing, plays on
+            for decision in self.floor.onset(player):
+                self._apply(decision)
         elif isinstance(event, VoiceDropped):
             self._resume_paused(player)  # it was not speech
         elif isinstance(event, SpeechBegan):

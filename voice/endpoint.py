@@ -9,11 +9,11 @@ When it ends:
   swords for sale?" stays one turn, "Do you have any swords for sale?" ends 0.2 s after its last word).
 - without one: after ``min_silence`` of silence, whatever was said.
 
-The first speech window opens the utterance and says so at once (SpeechOnset: the moment to hold a reply's
-voice); ``min_speech`` of speech in total announces it (SpeechStarted). Bursts shorter than that are dropped
-(coughs, clicks: SpeechDropped) and never announced. An utterance that reaches ``max_utterance`` is cut at its
-quietest window of the last ``cut_search`` and continues as the next piece: long speech is transcribed piece by
-piece, never dropped.
+The first speech window opens the utterance; ``onset`` of speech in it is told at once (SpeechOnset: the moment
+to hold a reply's voice), ``min_speech`` of speech in total announces it (SpeechStarted). Bursts shorter than
+that are dropped (coughs, clicks: SpeechDropped) and never announced. An utterance that reaches
+``max_utterance`` is cut at its quietest window of the last ``cut_search`` and continues as the next piece: long
+speech is transcribed piece by piece, never dropped.
 
 Synchronous and deterministic (it runs the VAD stream, so call ``push`` off the event loop).
 """
@@ -107,7 +107,6 @@ class Endpointer:
         self._speech_windows = 0
         self._silence_windows = 0
         self._announced = False
-        self._onset_told = False
         self._pause_announced = False
         self._verdict: TurnVerdict | None = None  # the end-of-turn model's verdict that completes the pause
 
@@ -162,7 +161,7 @@ class Endpointer:
         events: list[EndpointEvent] = []
         if self._open and self._speech_windows >= self._min_speech:
             self._emit(len(self._audio) - max(0, self._silence_windows - self._pad), "end_of_stream", events)
-        elif self._open and self._onset_told:
+        elif self._open and self._speech_windows >= self._onset:  # its onset was told
             events.append(SpeechDropped(self._clock * self._win_s))
         self._open = False
         self._reset_utterance()
@@ -226,8 +225,7 @@ class Endpointer:
         return silence >= self._max_silence
 
     def _maybe_announce(self, t: int, events: list[EndpointEvent]) -> None:
-        if not self._onset_told and not self._announced and self._speech_windows >= self._onset:
-            self._onset_told = True
+        if not self._announced and self._speech_windows == self._onset:  # it grows by one: told once
             events.append(SpeechOnset(self._opened_at * self._win_s))
         if not self._announced and self._speech_windows >= max(1, self._min_speech):
             self._announced = True
@@ -238,7 +236,7 @@ class Endpointer:
         keep = len(self._audio) - max(0, trailing - self._pad)
         if self._speech_windows >= self._min_speech:
             self._emit(keep, "silence", events)
-        elif self._onset_told:
+        elif self._speech_windows >= self._onset:  # its onset was told
             events.append(SpeechDropped(self._clock * self._win_s))
         tail = self._audio[len(self._audio) - min(trailing, self._pad) :]
         self._open = False

@@ -63,8 +63,7 @@ class SileroVADStream:
 
     def __init__(self, session: onnxruntime.InferenceSession, quiet_reset_s: float = 1.0) -> None:
         self._session = session
-        self._reset_after = int(round(quiet_reset_s * 16_000 / WINDOW)) if quiet_reset_s > 0 else 0
-        self.state_resets = 0  # how often the state was made fresh in a quiet stretch
+        self._reset_after = int(round(quiet_reset_s * SileroVAD.sample_rate / WINDOW)) if quiet_reset_s > 0 else 0
         self.reset()
 
     def reset(self) -> None:
@@ -92,7 +91,6 @@ class SileroVADStream:
             self._quiet = self._quiet + 1 if out[i] < QUIET else 0
             if self._reset_after and self._quiet >= self._reset_after:
                 self._fresh_state()  # the context (the last samples heard) stays: it is the audio, not the state
-                self.state_resets += 1
         self._pending = data[n * WINDOW :].copy()
         return out
 

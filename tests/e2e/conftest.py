@@ -25,7 +25,8 @@ from voice.audio import float_to_s16, resample, s16_to_float
 from voice.tts import PiperTTS
 
 STARTUP_DEADLINE_S = 420.0
-_SERVERS: list[RunningServer] = []  # every server started, for the logs of a failed test
+_SERVERS: list[RunningServer] = []  # every server started: stopped at the end, their logs shown under a failed test
+_MARKS = pytest.StashKey[dict[Path, int]]()  # per test, where each server's log stood when it began
 _LOG_LINES = 200  # of each server's log, at most, shown under a failed test
 
 
@@ -128,9 +129,6 @@ def scripted_llm() -> Iterator[ScriptedLLM]:
     server.server_close()
 
 
-_MARKS = pytest.StashKey[dict[Path, int]]()
-
-
 @dataclass
 class RunningServer:
     url: str
@@ -145,7 +143,6 @@ class RunningServer:
 @pytest.fixture(scope="session")
 def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RunningServer]]:
     """Start `llmasos serve` in its own process (offline, network refused); wait until /healthz says 200."""
-    started: list[RunningServer] = []
     netguard = Path(__file__).resolve().parents[1] / "netguard"
     repo = Path(__file__).resolve().parents[2]
 
@@ -173,7 +170,6 @@ def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
                 text=True,
             )
         server = RunningServer(f"http://127.0.0.1:{port}", root / "data", process, log)
-        started.append(server)
         _SERVERS.append(server)
         deadline = time.monotonic() + STARTUP_DEADLINE_S
         while True:  # readiness poll with a deadline: the server says when its models are loaded
@@ -189,7 +185,7 @@ def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
             time.sleep(0.5)
 
     yield start
-    for server in started:
+    for server in _SERVERS:
         stop(server)
 
 

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
-from fakes import make_conversation, start
+from fakes import FakeTransport, ScriptedListener, make_conversation, start
 
+from dialogue.manager import DialogueManager
 from llmasos.backchannel import BACKCHANNELS, is_backchannel
 from llmasos.services import ConversationOptions
 from voice.types import SpeechDropped, SpeechOnset, SpeechStarted, Transcript, Utterance
@@ -15,6 +18,18 @@ pytestmark = pytest.mark.unit
 
 REPLY = "One two three four five six seven eight. Nine ten eleven twelve."
 OPTIONS = ConversationOptions(greet=False, preemptive=False, backchannels=BACKCHANNELS)
+
+
+async def _story_heard(
+    options: ConversationOptions,
+) -> tuple[FakeTransport, ScriptedListener, DialogueManager, asyncio.Task[None]]:
+    """A conversation whose reply to "Tell me a story" is speaking and has played its first three words."""
+    conv, t, listener, _, manager = make_conversation(REPLY, options=options)
+    task = await start(conv)
+    listener.events.put_nowait(Transcript("Tell me a story", "en", final=True, utterance=0))
+    await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking")
+    await t.play(16)
+    return t, listener, manager, task
 
 
 @pytest.mark.parametrize(
@@ -32,11 +47,7 @@ def test_not_backchannels(text: str) -> None:
 
 
 async def test_uh_huh_pauses_the_reply_and_it_goes_on_where_it_held() -> None:
-    conv, t, listener, _, manager = make_conversation(REPLY, options=OPTIONS)
-    task = await start(conv)
-    listener.events.put_nowait(Transcript("Tell me a story", "en", final=True, utterance=0))
-    await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking")
-    await t.play(16)  # three words heard
+    t, listener, manager, task = await _story_heard(OPTIONS)  # three words heard
     listener.events.put_nowait(SpeechStarted(at_s=5.0))
     await t.until(lambda m: m["type"] == "state" and m["state"] == "paused")
     held = t.speaker.voice.buffered_ms
@@ -60,11 +71,7 @@ async def test_uh_huh_pauses_the_reply_and_it_goes_on_where_it_held() -> None:
 
 
 async def test_the_first_sound_holds_the_reply_and_a_click_lets_it_play_on() -> None:
-    conv, t, listener, _, manager = make_conversation(REPLY, options=OPTIONS)
-    task = await start(conv)
-    listener.events.put_nowait(Transcript("Tell me a story", "en", final=True, utterance=0))
-    await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking")
-    await t.play(16)
+    t, listener, manager, task = await _story_heard(OPTIONS)
     listener.events.put_nowait(SpeechOnset(at_s=5.0))  # held before it is known to be speech ...
     await t.until(lambda m: m["type"] == "state" and m["state"] == "paused")
     listener.events.put_nowait(SpeechDropped(at_s=5.1))  # ... and it was not
@@ -79,11 +86,7 @@ async def test_the_first_sound_holds_the_reply_and_a_click_lets_it_play_on() -> 
 
 
 async def test_held_at_the_first_sound_then_words_stop_it() -> None:
-    conv, t, listener, _, manager = make_conversation(REPLY, options=OPTIONS)
-    task = await start(conv)
-    listener.events.put_nowait(Transcript("Tell me a story", "en", final=True, utterance=0))
-    await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking")
-    await t.play(16)
+    t, listener, manager, task = await _story_heard(OPTIONS)
     listener.events.put_nowait(SpeechOnset(at_s=5.0))
     await t.until(lambda m: m["type"] == "state" and m["state"] == "paused")
     listener.events.put_nowait(SpeechStarted(at_s=5.0))  # it is speech: the hold goes on, told once
@@ -98,11 +101,7 @@ async def test_held_at_the_first_sound_then_words_stop_it() -> None:
 
 
 async def test_real_words_over_the_reply_stop_it() -> None:
-    conv, t, listener, _, manager = make_conversation(REPLY, options=OPTIONS)
-    task = await start(conv)
-    listener.events.put_nowait(Transcript("Tell me a story", "en", final=True, utterance=0))
-    await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking")
-    await t.play(16)
+    t, listener, manager, task = await _story_heard(OPTIONS)
     listener.events.put_nowait(SpeechStarted(at_s=5.0))
     await t.until(lambda m: m["type"] == "state" and m["state"] == "paused")
     listener.events.put_nowait(Utterance(np.zeros(8000, dtype=np.float32), 5.0, 5.5, "silence", index=1))
@@ -116,11 +115,7 @@ async def test_real_words_over_the_reply_stop_it() -> None:
 
 
 async def test_without_backchannels_speech_stops_the_reply_at_once() -> None:
-    conv, t, listener, _, _ = make_conversation(REPLY, options=ConversationOptions(greet=False, preemptive=False))
-    task = await start(conv)
-    listener.events.put_nowait(Transcript("Tell me a story", "en", final=True, utterance=0))
-    await t.until(lambda m: m["type"] == "state" and m["state"] == "speaking")
-    await t.play(16)
+    t, listener, _, task = await _story_heard(ConversationOptions(greet=False, preemptive=False))
     listener.events.put_nowait(SpeechOnset(at_s=5.0))  # without backchannels a first sound changes nothing
     listener.events.put_nowait(SpeechStarted(at_s=5.0))
     assert (await t.until(lambda m: m["type"] == "interrupted"))["heard"] == "One two three"

@@ -123,6 +123,7 @@ class DialogueManager:
         return build_messages(self._prompt(player_text, memories, world))
 
     def _prompt(self, player_text: str, memories: Sequence[str], world: str) -> PromptInput:
+        self._trim()
         return PromptInput(
             character=self._character,
             player_text=player_text,
@@ -284,7 +285,6 @@ class DialogueManager:
         knows what was said and done around the character."""
         if text.strip():
             self._history.append(HistoryEntry("room", f"{speaker}: {text.strip()}" if speaker else text.strip()))
-            self._trim()
 
     def hear_others(self, names: Sequence[str]) -> None:
         """The names of the others in a room (people and characters): a reply line that begins as one of their
@@ -343,12 +343,13 @@ class DialogueManager:
         self._history.append(HistoryEntry("player", player_text))
         if reply.strip():
             self._history.append(HistoryEntry("character", reply.strip()))
-        self._trim()
 
     def _trim(self) -> None:
         """At most ``history_turns`` exchanges' worth of entries (lines overheard count as entries), down to
         half the cap at once: the prompt's prefix (cached by local engines) changes every cap/2 turns instead
-        of every turn. The history never starts with the character's words."""
+        of every turn. The history never starts with the character's words. Done when a prompt is made, not
+        when an exchange is recorded: a reply taken back (``retract``: prepared in a pause the player then
+        spoke on through) must not slide the window, or the next prompt loses the cached prefix."""
         cap = self._options.history_turns
         h = self._history
         if len(h) > cap * 2:

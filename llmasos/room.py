@@ -232,6 +232,7 @@ class Room:
         elif isinstance(event, SpeechEnded):
             self._speech_over(player)
         elif isinstance(event, SpeechWentOn):
+            log.debug("speech went on after a pause", extra={"player": player})
             for seat in self.seats.values():
                 seat.drop_held(player)  # it was only a pause
         elif isinstance(event, Partial):
@@ -240,6 +241,7 @@ class Room:
             if not is_backchannel(event.text, self._opts.backchannels):
                 self._stop_paused(player)  # real words: the paused reply stops now, not at the final transcript
             guess = self.addressing.decide(player, self._with_carried(player, event.text), time.monotonic())
+            log.debug("tentative transcript", extra={"player": player, "character": guess.character})
             if guess.character is not None and self._all_quiet():
                 self.seats[guess.character].preempt(self._ask(p, event.text), event.utterance, event.speech_end)
         elif isinstance(event, Final):

@@ -171,6 +171,7 @@ class Seat:
         if held is None or (player is not None and held.player != player):
             return
         self.held = None
+        log.debug("held reply dropped", extra={"turn": held.turn.number})
         self._forget(held.turn)
         held.task.cancel()
 

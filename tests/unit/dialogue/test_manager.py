@@ -91,20 +91,34 @@ async def test_lines_overheard_in_a_room_are_history_and_a_reply_never_reads_the
     )
     for i in range(3):  # overheard lines count toward the cap; the history never starts with the character
         m.overheard("Ann", f"line {i}")
+    m.messages("next")  # the window is cut when a prompt is made
     assert len(m.history) <= 4 and m.history[0].role != "character"
     assert m.history[-1] == HistoryEntry("room", "Ann: line 2")
 
 
 async def test_history_is_capped_in_steps(character: Character) -> None:
-    m = manager(character, ["Ok."], history_turns=4)
-    sizes = []
-    for i in range(7):
+    model = ScriptedChatModel(scripts=[["Ok."]])
+    m = DialogueManager(Backend("fake", model), character, ManagerOptions(history_turns=4))
+    for i in range(8):
         await collect(m, f"q{i}")
-        sizes.append(len(m.history) // 2)
-    # over the cap, the oldest exchanges go down to half of it: the prompt's prefix changes every few turns,
-    # not every turn (a local engine reuses the cached prefix)
-    assert sizes == [1, 2, 3, 4, 2, 3, 4]
-    assert [h.text for h in m.history if h.role == "player"] == ["q3", "q4", "q5", "q6"]
+    # exchanges before each turn's words: over the cap, the oldest go down to half of it, so the prompt's
+    # prefix changes every few turns, not every turn (a local engine reuses the cached prefix)
+    assert [(len(call) - 2) // 2 for call in model.calls] == [0, 1, 2, 3, 4, 2, 3, 4]
+    assert [msg.text for msg in model.calls[-1][1::2]] == ["q3", "q4", "q5", "q6", "q7"]
+
+
+async def test_a_reply_taken_back_does_not_slide_the_history(character: Character) -> None:
+    # a reply prepared in the player's pause, taken back when they spoke on, at the cap: the next prompt keeps
+    # the window the cached prefix was computed for
+    model = ScriptedChatModel(scripts=[["Ok."]])
+    m = DialogueManager(Backend("fake", model), character, ManagerOptions(history_turns=2))
+    for i in range(2):
+        await collect(m, f"q{i}")
+    await collect(m, "my brother went north,")
+    m.retract("my brother went north,")
+    await collect(m, "my brother went north, and he has not come back.")
+    held, final = model.calls[-2], model.calls[-1]
+    assert [msg.text for msg in final[:-1]] == [msg.text for msg in held[:-1]]
 
 
 async def test_memories_world_and_actions_are_in_the_prompt(character: Character) -> None:

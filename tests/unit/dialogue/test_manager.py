@@ -207,3 +207,18 @@ async def test_warm_computes_the_next_prompt_s_prefix_ahead(character: Character
     reply, warm, nxt = ([msg.text for msg in call] for call in model.calls)
     assert warm == nxt[:-1] and warm[-1] == "Ok."  # exactly the next prompt, but for the player's next words
     assert len(m.history) == 4  # warming leaves no trace in the history
+
+
+async def test_a_memory_that_repeats_the_history_is_left_out(character: Character) -> None:
+    # recall ranks this session's own lines high; the prompt already holds them in the history
+    model = ScriptedChatModel(scripts=[["Fine steel, ten gold."], ["Aye."]])
+    m = DialogueManager(Backend("fake", model), character)
+    await collect(m, "How much is a sword?")
+    recalled = [
+        "The player said: How much is a sword?",
+        "Brom Ironhand said: Fine steel, ten gold.",
+        "The player said: My name is Arin, a hunter from the eastern hills.",
+    ]
+    await collect(m, "That is a lot.", memories=recalled)
+    last = model.calls[-1][-1].text
+    assert last == f"{MEMORY_HEADER}\n- {recalled[2]}\n\nThat is a lot."

@@ -140,7 +140,7 @@ class DialogueManager:
         the prompt ("Brom said: <what the history says Brom said>") is left out. Recall ranks this session's own
         lines high (recent, similar), and on a small model each costs its tokens at every turn (measured: three
         of four recalled memories repeated the history, ~110 of a turn's ~150 new prompt tokens)."""
-        lines = [entry.text.strip() for entry in self._history if len(entry.text.strip()) >= MIN_QUOTED]
+        lines = [text for entry in self._history if len(text := entry.text.strip()) >= MIN_QUOTED]
         return tuple(m for m in memories if not any(line in m for line in lines))
 
     @property

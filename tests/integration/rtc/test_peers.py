@@ -58,6 +58,12 @@ class Pair:
     channel: RTCDataChannel  # the client's `events` channel
     inbox: asyncio.Queue[str]  # what the client received on it
     track: MediaStreamTrack  # the character's voice, as the client receives it
+    opened: asyncio.Event  # the client's channel is open (it may open after the server's does)
+
+    async def open(self) -> None:
+        """Both ends of the channel are open: the client can send."""
+        await asyncio.wait_for(self.session.channel_open.wait(), 10)
+        await asyncio.wait_for(self.opened.wait(), 10)
 
 
 @pytest.fixture
@@ -67,6 +73,8 @@ async def pair() -> AsyncIterator[Pair]:
     channel = client.createDataChannel("events")
     inbox: asyncio.Queue[str] = asyncio.Queue()
     channel.on("message", inbox.put_nowait)
+    opened = asyncio.Event()
+    channel.on("open", opened.set)
     remote: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
     client.on("track", lambda track: remote.done() or remote.set_result(track))
     await client.setLocalDescription(await client.createOffer())
@@ -76,7 +84,7 @@ async def pair() -> AsyncIterator[Pair]:
     await client.setRemoteDescription(session.answer)
     track = await asyncio.wait_for(remote, 10)
     try:
-        yield Pair(client, session, channel, inbox, track)
+        yield Pair(client, session, channel, inbox, track, opened)
     finally:
         await session.close()
         await client.close()
@@ -116,7 +124,7 @@ async def test_audio_and_events_both_ways(pair: Pair) -> None:
 
 async def test_client_messages_and_errors(pair: Pair) -> None:
     session = pair.session
-    await asyncio.wait_for(session.channel_open.wait(), 10)
+    await pair.open()
     pair.channel.send('{"type":"text","text":"hello"}')
     pair.channel.send("{oops")
     pair.channel.send(b"\x00\x01")
@@ -131,7 +139,7 @@ async def test_client_messages_and_errors(pair: Pair) -> None:
 
 
 async def test_client_close_closes_the_session(pair: Pair) -> None:
-    await asyncio.wait_for(pair.session.channel_open.wait(), 10)
+    await pair.open()
     await pair.client.close()
     await asyncio.wait_for(pair.session.closed.wait(), 40)
 
@@ -160,7 +168,7 @@ async def test_offer_without_audio_is_refused() -> None:
 async def test_message_flood_is_rate_limited(pair: Pair) -> None:
     from rtc.ratelimit import TokenBucket
 
-    await asyncio.wait_for(pair.session.channel_open.wait(), 10)
+    await pair.open()
     # the bucket's clock stands still: on a busy machine the flood takes more than a second to arrive, and the
     # tokens that second refills would make the count depend on the machine (the refill has its own unit test)
     pair.session._bucket = TokenBucket(10.0, burst=20.0, clock=lambda: 0.0)

@@ -15,12 +15,11 @@ from pathlib import Path
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from dialogue import Backend, Character, DialogueManager, ManagerOptions, SplitterOptions, find
-from dialogue.backends.hf import LocalModelOptions, load_local
 from dialogue.backends.openai_compat import OpenAICompatChatModel
 from dialogue.choice import ActionChooser, CueChooser, ModelChooser
 from dialogue.errors import BackendPreemptedError
-from dialogue.llamacpp import WorkerOptions, start_worker
 from dialogue.llamacpp import available as llamacpp_available
+from dialogue.worker import WorkerOptions, start_worker
 from llmasos.activity import Activity, Yielded
 from llmasos.errors import ConfigError
 from llmasos.models import DEFAULTS, ModelStore, Role, get_spec, resolve
@@ -80,17 +79,29 @@ def build_backend(settings: Settings) -> Backend:
     path = resolve(ModelStore(settings.data_dir), Role.LLM, None, llm.model_dir)
     if name == "llamacpp":
         return _llamacpp(settings, path)
-    local = load_local(
-        LocalModelOptions(
-            path=path,
-            cache_dir=converted_cache(settings),
+    return _transformers(settings, path)
+
+
+def _transformers(settings: Settings, path: Path) -> Backend:
+    """transformers + torch in the same supervised worker process as llama.cpp (a CUDA error or an OOM kill
+    never takes the server down). No prefix cache and no constrained output: warm-ups are skipped and the
+    action choice falls back to cues."""
+    llm = settings.llm
+    model = start_worker(
+        WorkerOptions(
+            model=path,
+            engine="transformers",
             device=llm.device,
             threads=llm.threads,
-            max_new_tokens=llm.max_new_tokens,
-            temperature=llm.temperature,
-        )
+            contexts=1,
+            convert_cache=converted_cache(settings),
+        ),
+        max_new_tokens=llm.max_new_tokens,
+        temperature=llm.temperature,
     )
-    return Backend("transformers", local, options={"model": path.name, "device": local.device})
+    runs_on = model.status().get("runs_on") or ""
+    device = "cuda" if "CUDA" in runs_on else "cpu"
+    return Backend("transformers", model, options={"model": path.name, "device": device}, engine=model)
 
 
 def _llamacpp(settings: Settings, path: Path) -> Backend:

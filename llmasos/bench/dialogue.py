@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
 import time
@@ -93,10 +94,13 @@ async def _bench_loaded(backend: Backend, settings: Settings, repeats: int, load
         prompt_rates.append(await _prompt_rate(backend, i))
         manager = DialogueManager(backend, character, manager_options(settings))
         began = time.perf_counter()
-        async for event in manager.reply(PROMPTS[i % len(PROMPTS)]):
-            if isinstance(event, ReplySentence):
-                first_sentence.append(time.perf_counter() - began)
-                break
+        # closed at once, as a conversation does: an abandoned generator would hang up only when collected,
+        # and its context would stay busy generating what nobody reads while the next run looks for one
+        async with contextlib.aclosing(manager.reply(PROMPTS[i % len(PROMPTS)])) as reply:
+            async for event in reply:
+                if isinstance(event, ReplySentence):
+                    first_sentence.append(time.perf_counter() - began)
+                    break
     return {
         "status": "ok",
         "options": dict(backend.options),

@@ -48,6 +48,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             for variant, outcome in choice.tried.items():
                 print(f"               {variant:<15} {outcome}")
             print(f"runs with      {choice.features}")
+        elif backend.engine is not None and backend.engine.status().get("runs_on"):
+            print(f"runs with      {backend.engine.status()['runs_on']}")
     finally:
         if backend.engine is not None:
             backend.engine.close()

@@ -1,5 +1,5 @@
-"""The llama.cpp worker process on the packaged model: it survives its own death, stops on a hang-up while it
-computes a prompt, keeps output to a JSON schema, and says why it cannot start."""
+"""The LLM worker process on the packaged model: it survives its own death (llama.cpp and transformers alike),
+stops on a hang-up while it computes a prompt, keeps output to a JSON schema, and says why it cannot start."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from dialogue import Backend
 from dialogue.errors import BackendError
-from dialogue.llamacpp import WorkerChatModel, WorkerOptions, cpu, start_worker
-from dialogue.llamacpp.protocol import MAX_LINE, Done, Request, decode_reply
+from dialogue.llamacpp import cpu
+from dialogue.worker import WorkerChatModel, WorkerOptions, start_worker
+from dialogue.worker.protocol import MAX_LINE, Done, Request, decode_reply
 from llmasos.dialogue_factory import build_backend
 from llmasos.settings import Settings
 
@@ -46,9 +47,23 @@ STORY = [SystemMessage("You are a storyteller."), HumanMessage("Tell me a very l
 
 
 async def test_a_killed_worker_fails_the_reply_in_flight_then_comes_back(backend: Backend) -> None:
+    await _killed_mid_reply_then_answers(backend, "llamacpp")
+
+
+async def test_the_transformers_worker_survives_its_death_the_same_way(settings: Settings) -> None:
+    llm = settings.llm.model_copy(update={"backend": "transformers", "max_new_tokens": 200})
+    backend = await asyncio.to_thread(build_backend, settings.model_copy(update={"llm": llm}))
+    assert backend.engine is not None
+    try:
+        await _killed_mid_reply_then_answers(backend, "transformers")
+    finally:
+        await asyncio.to_thread(backend.engine.close)
+
+
+async def _killed_mid_reply_then_answers(backend: Backend, engine: str) -> None:
     assert backend.engine is not None
     before = backend.engine.status()
-    assert before["state"] == "ready" and before["pid"] != os.getpid()
+    assert before["state"] == "ready" and before["pid"] != os.getpid() and before["engine"] == engine
     stream = model(backend).astream(STORY)
     assert (await anext(stream)).text  # the worker is generating
     os.kill(before["pid"], signal.SIGKILL)

@@ -21,9 +21,9 @@ from dialogue import (
     ReplyEvent,
     ReplySentence,
 )
-from dialogue.llamacpp import WorkerOptions, start_worker
 from dialogue.prompt import MEMORY_HEADER
 from dialogue.testing import ScriptedChatModel, tool_call_chunk
+from dialogue.worker import WorkerOptions, start_worker
 
 pytestmark = pytest.mark.unit
 

@@ -1,8 +1,8 @@
 """The LLM worker's supervisor: starts the worker process, watches it, restarts it when it dies.
 
-    start()   re-encode the model if needed (in a subprocess), choose the CPU variant (dialogue.llamacpp.cpu,
-              probes in subprocesses, cached), spawn the worker, wait until it is ready; raises BackendError
-              with the worker's own words when it cannot start
+    start()   llama.cpp: re-encode the model if needed (in a subprocess), choose the CPU variant
+              (dialogue.llamacpp.cpu, probes in subprocesses, cached); then spawn the worker with its engine
+              and wait until it is ready; raises BackendError with the worker's own words when it cannot start
     a death   (a segfault, an OOM kill, SIGKILL): the requests in flight fail at once (their connections
               close); the worker is started again after a backoff (0.5 s, doubling, at most 10 s) with a log
               line that says why it died; more than ``max_restarts`` deaths within ``restart_window_s`` and
@@ -35,18 +35,22 @@ from dialogue.llamacpp import cpu
 log = logging.getLogger(__name__)
 
 State = Literal["starting", "ready", "restarting", "failed", "stopped"]
-WORKER = "dialogue.llamacpp.worker"
+EngineKind = Literal["llamacpp", "transformers"]
+WORKER = "dialogue.worker.process"
 SPIN_COUNT = 300_000  # OpenMP barrier spins before a thread sleeps (libgomp's own default when nothing is set)
 
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    model: Path  # the .gguf the worker serves
+    model: Path  # the .gguf the worker serves (transformers: a .gguf or a model directory)
+    engine: EngineKind = "llamacpp"
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # transformers: where the model runs
+    convert_cache: Path | None = None  # transformers: where a GGUF's dequantized copy is kept
     source: Path | None = None  # re-encode this file into ``model`` first, when ``model`` is missing
     quant: str = "q8_0"
     threads: int = 0
     context: int = 2048
-    contexts: int = 2
+    contexts: int = 2  # llama.cpp contexts; transformers: generations at once
     halt_batch: int = 64  # prompt tokens between two checks for a cancel (barge-in) or a preemption
     cpu_cache: Path | None = None  # where the CPU variant choice is kept (per machine)
     cpu_variant: str = "auto"  # or a variant name: that one only
@@ -71,6 +75,7 @@ class Supervisor:
         self._last_exit = ""
         self._error = ""
         self._choice: cpu.Choice | None = None
+        self._features = ""  # what the worker said it runs with when it was ready
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
 
@@ -80,9 +85,10 @@ class Supervisor:
         """Prepare the model, choose the CPU variant, start the worker (blocking). Raises BackendError."""
         o = self.options
         try:
-            if o.source is not None and not o.model.is_file():
-                self._run_once("prepare", ["--source", str(o.source), "--quant", o.quant], o.start_timeout_s)
-            self._choice = cpu.choose(o.model, self._probe, o.cpu_cache, only=o.cpu_variant)
+            if o.engine == "llamacpp":
+                if o.source is not None and not o.model.is_file():
+                    self._run_once("prepare", ["--source", str(o.source), "--quant", o.quant], o.start_timeout_s)
+                self._choice = cpu.choose(o.model, self._probe, o.cpu_cache, only=o.cpu_variant)
             self._spawn()
         except BackendError as exc:
             self._set("failed", error=str(exc))
@@ -114,6 +120,7 @@ class Supervisor:
             proc = self._proc
             choice = self._choice
             return {
+                "engine": self.options.engine,
                 "state": self._state,
                 "pid": proc.pid if proc is not None and self._state == "ready" else None,
                 "restarts": self._restarts,
@@ -121,6 +128,7 @@ class Supervisor:
                 "error": self._error or None,
                 "cpu_variant": None if choice is None else choice.variant,
                 "cpu_features": None if choice is None else choice.features,
+                "runs_on": self._features or None,
             }
 
     @property
@@ -165,10 +173,14 @@ class Supervisor:
 
     def _args(self, mode: str) -> list[str]:
         o = self.options
-        return [
-            sys.executable, "-m", WORKER, mode, "--model", str(o.model), "--threads", str(o.threads),
-            "--context", str(o.context), "--contexts", str(o.contexts), "--halt-batch", str(o.halt_batch),
+        args = [
+            sys.executable, "-m", WORKER, mode, "--engine", o.engine, "--model", str(o.model),
+            "--threads", str(o.threads), "--context", str(o.context), "--contexts", str(o.contexts),
+            "--halt-batch", str(o.halt_batch), "--device", o.device,
         ]  # fmt: skip
+        if o.convert_cache is not None:
+            args += ["--convert-cache", str(o.convert_cache)]
+        return args
 
     def _run_once(self, mode: str, extra: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
         try:
@@ -242,7 +254,14 @@ class Supervisor:
             proc.wait()
             words = " | ".join(last_words) or "(nothing on stderr)"
             raise BackendError(f"the LLM worker did not start ({cpu.exit_reason(proc.returncode)}): {words}")
-        log.info("llm worker ready", extra={"pid": proc.pid, "variant": self._choice and self._choice.variant})
+        try:
+            features = str(json.loads(line).get("features") or "")
+        except (ValueError, AttributeError):
+            features = ""
+        with self._cond:
+            self._features = features.splitlines()[0] if features else ""
+        runs: dict[str, object] = {"variant": self._choice.variant} if self._choice else {"runs_on": self._features}
+        log.info("llm worker ready", extra={"pid": proc.pid, "engine": o.engine, **runs})
         self._set("ready")
 
     def _watch(self) -> None:

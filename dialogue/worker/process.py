@@ -1,12 +1,13 @@
-"""The LLM worker process: ``python -m dialogue.llamacpp.worker MODE ...``. Only this process runs llama.cpp.
+"""The LLM worker process: ``python -m dialogue.worker.process MODE --engine E ...``. Only this process loads
+the model (llama.cpp, or transformers + torch).
 
-    serve    load the engine and serve requests on a Unix socket (dialogue.llamacpp.protocol) until SIGTERM;
+    serve    load the engine and serve requests on a Unix socket (dialogue.worker.protocol) until SIGTERM;
              when ready, one JSON line {"pid", "variant", "features"} is written to --ready-fd
-    probe    load a CPU variant and the model, compute a prompt and a few tokens, print llama.cpp's system
-             info as JSON: exit 0 proves the variant runs here (a SIGILL or SIGSEGV proves it does not)
-    prepare  re-encode the model (e.g. Q4_1 -> Q8_0) if the target is missing
+    probe    llama.cpp: load a CPU variant and the model, compute a prompt and a few tokens, print llama.cpp's
+             system info as JSON: exit 0 proves the variant runs here (a SIGILL or SIGSEGV proves it does not)
+    prepare  llama.cpp: re-encode the model (e.g. Q4_1 -> Q8_0) if the target is missing
 
-A native crash ends this process only; the supervisor (dialogue.llamacpp.supervisor) restarts it.
+A native crash ends this process only; the supervisor (dialogue.worker.supervisor) restarts it.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ import threading
 import time
 from pathlib import Path
 
-from dialogue.llamacpp.engine import Engine, EngineOptions, Halted, Preempted, reencode, system_info
-from dialogue.llamacpp.protocol import MAX_LINE, Failure, Info, Reply, Request, encode_reply
+from dialogue.hf import engine as hf_engine
+from dialogue.llamacpp.engine import Engine, EngineOptions, reencode, system_info
+from dialogue.worker.pool import Halted, PooledEngine, Preempted
+from dialogue.worker.protocol import MAX_LINE, Failure, Info, Reply, Request, encode_reply
 
-log = logging.getLogger("dialogue.llamacpp.worker")
+log = logging.getLogger("dialogue.worker.process")
 
 
-async def _handle(engine: Engine, info: Info, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _handle(engine: PooledEngine, info: Info, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     loop = asyncio.get_running_loop()
     try:
         line = await reader.readline()
@@ -111,15 +114,15 @@ def _die_with_parent() -> None:
 
 async def _serve(args: argparse.Namespace) -> None:
     _die_with_parent()
-    options = _engine_options(args)
-    engine = await asyncio.to_thread(Engine, options)
+    engine, features = await asyncio.to_thread(_load, args)
     info = Info(
         pid=os.getpid(),
-        model=options.path.name,
+        model=Path(args.model).name,
         contexts=len(engine.pool.slots),
         busy=0,
         variant=args.variant_name,
-        features=system_info(),
+        features=features,
+        extra={"engine": args.engine},
     )
     socket_path = Path(args.socket)
     socket_path.unlink(missing_ok=True)  # noqa: ASYNC240 (a local file, before serving)
@@ -137,6 +140,22 @@ async def _serve(args: argparse.Namespace) -> None:
         await stop.wait()
     server.close()
     socket_path.unlink(missing_ok=True)  # noqa: ASYNC240 (a local file, after serving)
+
+
+def _load(args: argparse.Namespace) -> tuple[PooledEngine, str]:
+    """The engine ``--engine`` names, loaded, and a line that says what it runs with."""
+    if args.engine == "transformers":
+        engine = hf_engine.Engine(
+            hf_engine.EngineOptions(
+                path=Path(args.model),
+                device=args.device,
+                threads=args.threads,
+                contexts=args.contexts,
+                cache_dir=Path(args.convert_cache) if args.convert_cache else None,
+            )
+        )
+        return engine, engine.describe()
+    return Engine(_engine_options(args)), system_info()
 
 
 def _engine_options(args: argparse.Namespace) -> EngineOptions:
@@ -161,9 +180,12 @@ def _probe(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dialogue.llamacpp.worker")
+    parser = argparse.ArgumentParser(prog="python -m dialogue.worker.process")
     parser.add_argument("mode", choices=["serve", "probe", "prepare"])
+    parser.add_argument("--engine", choices=["llamacpp", "transformers"], default="llamacpp")
     parser.add_argument("--model", required=True)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="transformers")
+    parser.add_argument("--convert-cache", default="", help="transformers: where a GGUF's converted copy is kept")
     parser.add_argument("--variant", default="")
     parser.add_argument("--variant-name", default=None)
     parser.add_argument("--socket", default="")
@@ -177,12 +199,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", choices=["debug", "warning"], default="warning")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="llm worker: %(message)s", stream=sys.stderr)
+    if args.mode != "serve" and args.engine != "llamacpp":
+        parser.error(f"{args.mode} is a llama.cpp step")
     if args.mode == "prepare":
         reencode(Path(args.source), Path(args.model), args.quant, args.threads)
     elif args.mode == "probe":
         _probe(args)
     else:
-        asyncio.run(_serve(args))
+        try:
+            asyncio.run(_serve(args))
+        except hf_engine.LoadError as exc:  # one line the supervisor passes on, not a traceback
+            print(f"llm worker: {exc}", file=sys.stderr, flush=True)
+            return 2
     return 0
 
 

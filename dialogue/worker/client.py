@@ -25,8 +25,8 @@ from langchain_core.outputs import ChatGenerationChunk
 
 from dialogue.backends.base import StreamingChatModel, role
 from dialogue.errors import BackendError, BackendPreemptedError
-from dialogue.llamacpp.protocol import MAX_LINE, Done, Failure, Info, Request, decode_reply
-from dialogue.llamacpp.supervisor import Supervisor
+from dialogue.worker.protocol import MAX_LINE, Done, Failure, Info, Request, decode_reply
+from dialogue.worker.supervisor import Supervisor
 
 
 class WorkerChatModel(StreamingChatModel):

@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Debian packages the test suite needs: headless Chromium for the browser client's end-to-end test, and Node.js
-# to run the JavaScript client module against the schemas.
-APT_TEST_PACKAGES ?= chromium nodejs
+# Debian packages the test suite needs: headless Chromium for the browser client's end-to-end test, Node.js
+# to run the JavaScript client module against the schemas, and coturn for sessions through a TURN relay.
+APT_TEST_PACKAGES ?= chromium nodejs coturn
 
 .PHONY: run test install lint unit integration apt-test clean-venv llama-cpp
 

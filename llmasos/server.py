@@ -65,8 +65,8 @@ from llmasos.metrics import Metrics
 from llmasos.room import Room
 from llmasos.settings import Settings
 from llmasos.world import LayoutError, layout, vendor_problems
-from rtc import PeerOptions, PeerSession, SignalingError
-from rtc.peer import IceServer
+from rtc import IceUnavailableError, PeerOptions, PeerSession, SignalingError
+from rtc.peer import IceServer, first_turn_url
 from rtc.protocol import ErrorMessage, SessionMessage
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,11 @@ def create_app(
             progress("no authentication: the server listens on loopback only")
         elif not secret:
             progress("WARNING: no authentication on a non-loopback address (server.auth = off)")
+        servers = ice_servers(settings)
+        turn = first_turn_url(servers)
+        others = [u for s in servers for u in s.urls if u.startswith(("turn:", "turns:")) and u != turn]
+        if others:  # aiortc allocates on one TURN server; clients get them all through /rtc/config
+            progress(f"the server relays through {turn} only; clients are given all TURN URLs")
         try:
             state.engine = await asyncio.to_thread(loader, settings, progress)
             scheme = "https" if settings.server.tls_cert else "http"
@@ -372,7 +377,10 @@ def create_app(
 
     @app.get("/rtc/config")
     async def rtc_config() -> dict[str, Any]:
-        return {"iceServers": [s.browser() for s in ice_servers(settings)]}
+        config: dict[str, Any] = {"iceServers": [s.browser() for s in ice_servers(settings)]}
+        if settings.server.ice_transport_policy == "relay":
+            config["iceTransportPolicy"] = "relay"
+        return config
 
     @app.post(
         "/rtc/offer",
@@ -436,7 +444,7 @@ def create_app(
             peer = await PeerSession.accept(body.sdp, options)
         except SignalingError as exc:
             state.metrics.error(exc.code)
-            return error(400, exc.code, exc.message)
+            return error(_signaling_status(exc), exc.code, exc.message)
         assert peer.answer is not None
         session_id = uuid.uuid4().hex
         try:
@@ -462,6 +470,7 @@ def create_app(
         limits = settings.limits
         return PeerOptions(
             ice_servers=ice_servers(settings),
+            ice_transport_policy=settings.server.ice_transport_policy,
             allow_loopback=_allow_loopback(settings),
             max_sdp_bytes=limits.max_sdp_bytes,
             max_message_bytes=limits.max_message_bytes,
@@ -494,7 +503,7 @@ def create_app(
             room.mixer.remove_participant(body.player)
             _close_if_empty(state, room_id, room)
             state.metrics.error(exc.code)
-            return error(400, exc.code, exc.message)
+            return error(_signaling_status(exc), exc.code, exc.message)
         assert peer.answer is not None
         session_id = uuid.uuid4().hex
         peer.send(SessionMessage(session=session_id, player=body.player, room=room_id))
@@ -529,6 +538,11 @@ def _bearer(request: Request) -> str | None:
 def _operator(request: Request, key: str | None) -> bool:
     """The request carries the operator key (``Authorization: Bearer KEY``); never when no key is set."""
     return bool(key) and hmac.compare_digest((_bearer(request) or "").encode(), (key or "").encode())
+
+
+def _signaling_status(exc: SignalingError) -> int:
+    """400 for an offer that cannot be answered; 503 when the server's own ICE setup fails it."""
+    return 503 if isinstance(exc, IceUnavailableError) else 400
 
 
 def ice_servers(settings: Settings) -> tuple[IceServer, ...]:

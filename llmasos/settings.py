@@ -72,6 +72,9 @@ class ServerSettings(_Section):
     # ICE servers handed to aiortc and to clients: "stun:stun.example.org:3478", or a TURN server with its
     # credentials, { urls = "turn:turn.example.org:3478", username = "u", credential = "p" }; empty: host candidates
     ice_servers: tuple[str | IceServerSettings, ...] = ()
+    # "relay": every session through the TURN server (the server offers relay candidates only, and clients are
+    # told to do the same through GET /rtc/config); needs a TURN server in ice_servers
+    ice_transport_policy: Literal["all", "relay"] = "all"
     # offer 127.0.0.1 host candidates (aioice leaves them out); None: when the server listens on loopback
     allow_loopback_candidates: bool | None = None
     # session tokens: "auto" requires them unless the server listens on loopback only
@@ -90,6 +93,11 @@ class ServerSettings(_Section):
     def _tls_pair(self) -> ServerSettings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together: set both (HTTPS) or neither")
+        turn = any(
+            not isinstance(s, str) and any(u.startswith(("turn:", "turns:")) for u in s.urls) for s in self.ice_servers
+        )
+        if self.ice_transport_policy == "relay" and not turn:
+            raise ValueError("ice_transport_policy 'relay' needs a TURN server (with credentials) in ice_servers")
         return self
 
 

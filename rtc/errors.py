@@ -2,6 +2,7 @@
 
     RTCError                     (code: a stable string sent to clients in `error` events)
     ├── SignalingError           an offer that cannot be answered (bad SDP, no audio, wrong type)
+    │   └── IceUnavailableError  the server cannot answer any offer now (its TURN relay gave no address)
     └── ProtocolError            a data-channel message that cannot be used (bad JSON, unknown type, ...)
 
 A ProtocolError never ends a session: the caller answers it with an `error` event and goes on.
@@ -25,6 +26,12 @@ class RTCError(Exception):
 
 class SignalingError(RTCError):
     code = "bad_offer"
+
+
+class IceUnavailableError(SignalingError):
+    """Not the offer's fault: the server's own ICE setup cannot give it a candidate (HTTP 503)."""
+
+    code = "turn_unavailable"
 
 
 class ProtocolError(RTCError):

@@ -19,16 +19,24 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Literal
 
 import aiortc
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCSessionDescription,
+)
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
 from pydantic import BaseModel
 
 from rtc.audio import InboundAudio, OutboundAudioTrack, PcmFrame, SentTap
-from rtc.errors import ProtocolError, SignalingError
+from rtc.errors import IceUnavailableError, ProtocolError, SignalingError
 from rtc.loopback import allow_loopback_candidates
 from rtc.mixer import MixedTrack
 from rtc.protocol import CHANNEL_LABEL, MAX_MESSAGE_BYTES, ClientMessage, encode, parse_client_message
@@ -58,15 +66,34 @@ class IceServer:
         return out
 
 
-def rtc_configuration(servers: tuple[IceServer, ...]) -> RTCConfiguration:
+IcePolicy = Literal["all", "relay"]
+
+
+def rtc_configuration(servers: tuple[IceServer, ...], policy: IcePolicy = "all") -> RTCConfiguration:
     return RTCConfiguration(
-        iceServers=[RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in servers]
+        iceServers=[RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in servers],
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY if policy == "relay" else RTCIceTransportPolicy.ALL,
     )
+
+
+def first_turn_url(servers: tuple[IceServer, ...]) -> str | None:
+    """The TURN URL aiortc allocates on: it uses one TURN server, the first ``turn:`` (UDP or TCP) or
+    ``turns:`` (TCP) URL; the rest are handed to clients only."""
+    for server in servers:
+        for url in server.urls:
+            if url.startswith("turn:") and "transport=tls" not in url:
+                return url
+            if url.startswith("turns:") and "transport=udp" not in url:
+                return url
+    return None
 
 
 @dataclass(frozen=True)
 class PeerOptions:
     ice_servers: tuple[IceServer, ...] = ()  # empty: host candidates only
+    # "relay": only TURN relay candidates (every byte through the TURN server: players who must not see the
+    # server's address, or a check that TURN works)
+    ice_transport_policy: IcePolicy = "all"
     allow_loopback: bool = False  # offer 127.0.0.1 host candidates (loopback-only networks, tests)
     inbound_max_frames: int = 250  # 5 s of 20 ms frames, then the oldest is dropped
     # the caller's audio is released after this many later frames (aiortc's own: 4, i.e. 80 ms on every turn);
@@ -143,7 +170,7 @@ class PeerSession:
             raise SignalingError("the offer has no audio media section (m=audio)", code="bad_sdp")
         if options.allow_loopback:
             allow_loopback_candidates()
-        pc = RTCPeerConnection(configuration=rtc_configuration(options.ice_servers))
+        pc = RTCPeerConnection(configuration=rtc_configuration(options.ice_servers, options.ice_transport_policy))
         session = cls(pc, options, outbound)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
@@ -156,6 +183,16 @@ class PeerSession:
             await pc.close()
             raise SignalingError(f"cannot answer this offer: {exc or type(exc).__name__}", code="bad_sdp") from None
         session.answer = pc.localDescription
+        turn = first_turn_url(options.ice_servers)
+        if turn is not None and " typ relay" not in session.answer.sdp:
+            # the TURN server refused or did not answer the allocation: players behind NAT cannot connect
+            log.warning("no TURN relay candidate", extra={"turn": turn, "policy": options.ice_transport_policy})
+            if options.ice_transport_policy == "relay":
+                await pc.close()
+                raise IceUnavailableError(
+                    f"the TURN server {turn} gave no relay address (refused the credentials, or unreachable), "
+                    "and server.ice_transport_policy is 'relay'"
+                )
         return session
 
     def tap_sent(self, tap: SentTap) -> None:

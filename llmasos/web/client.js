@@ -100,7 +100,10 @@ export function waitIceGathering(pc) {
 // `onMessage`, `onTrack` and `onOpen` are attached before anything can arrive.
 export async function connect({ baseUrl = "", stream, onMessage, onTrack, onOpen, ...target }) {
   const config = await (await fetch(`${baseUrl}/rtc/config`)).json();
-  const pc = new RTCPeerConnection({ iceServers: config.iceServers || [] });
+  const pc = new RTCPeerConnection({
+    iceServers: config.iceServers || [],
+    iceTransportPolicy: config.iceTransportPolicy || "all", // "relay": the server wants every session through TURN
+  });
   try {
     for (const track of stream.getAudioTracks()) pc.addTrack(track, stream); // the server needs an audio m-line
     const channel = pc.createDataChannel(CHANNEL); // ordered and reliable, as the protocol requires

@@ -13,7 +13,7 @@ import pytest
 from llmasos.ids import CHARACTER_ID, IdError, character_id, player_id
 from llmasos.server import ice_servers
 from llmasos.settings import dump_toml, load_settings, unknown_environment
-from rtc.peer import rtc_configuration
+from rtc.peer import first_turn_url, rtc_configuration
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_env")]
 
@@ -130,3 +130,30 @@ def test_the_cli_holds_the_same_rule(argv: list[str], needle: str, tmp_path: Pat
     env["LLMASOS_DATA_DIR"] = str(tmp_path)
     out = subprocess.run([sys.executable, "-m", "llmasos", *argv], capture_output=True, text=True, env=env)
     assert out.returncode == 2 and needle in out.stderr, out.stderr
+
+
+def test_a_relay_policy_needs_a_turn_server() -> None:
+    from llmasos.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'relay' needs a TURN server"):
+        load_settings(None, server={"ice_servers": ["stun:stun.example.org:3478"], "ice_transport_policy": "relay"})
+
+
+async def test_the_relay_policy_reaches_aiortc_and_clients(tmp_path: Path) -> None:
+    import httpx
+
+    from llmasos.server import create_app
+
+    turn = {"urls": ["turn:turn.example.org:3478", "turns:turn.example.org:5349"], "username": "u", "credential": "p"}
+    settings = load_settings(
+        None, data_dir=str(tmp_path), server={"ice_servers": [turn], "ice_transport_policy": "relay"}
+    )
+    assert (
+        rtc_configuration(ice_servers(settings), settings.server.ice_transport_policy).iceTransportPolicy.value
+        == "relay"
+    )
+    assert first_turn_url(ice_servers(settings)) == "turn:turn.example.org:3478"  # the one aiortc allocates on
+    app = create_app(settings, loader=lambda s, p: None)  # type: ignore[arg-type,return-value]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as c:
+        config = (await c.get("/rtc/config")).json()
+    assert config == {"iceServers": [{**turn}], "iceTransportPolicy": "relay"}

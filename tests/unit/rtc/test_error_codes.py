@@ -28,6 +28,7 @@ HTTP = [
     ("llmasos/server.py", r'\berror\(\s*\d{3},\s*"([a-z_]+)"'),
     ("llmasos/auth.py", r'AuthError\(\d{3}, "([a-z_]+)"'),
     ("rtc/peer.py", r"SignalingError\(" + _ARGS + r'code="([a-z_]+)"'),
+    ("rtc/errors.py", r'class \w+\(SignalingError\):\s*(?:"""[^"]*"""\s*)?code = "([a-z_]+)"'),  # raised as is
 ]
 
 
@@ -44,7 +45,7 @@ def test_the_scan_finds_the_codes_it_must() -> None:  # the patterns cannot sile
         _codes(CHANNEL)
     )
     assert {"rate_limited", "unknown_type", "invalid_field", "asr_failed", "listen_failed"} <= _codes(CHANNEL)
-    assert {"unknown_room", "invalid_token", "bad_sdp", "server_full", "loading"} <= _codes(HTTP)
+    assert {"unknown_room", "invalid_token", "bad_sdp", "server_full", "loading", "turn_unavailable"} <= _codes(HTTP)
 
 
 def test_every_code_sent_is_documented() -> None:

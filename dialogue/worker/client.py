@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -99,8 +100,10 @@ class WorkerChatModel(StreamingChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         request = self.request(messages, stop, kwargs)
         reader, writer = await self._connect()
+        first_at: float | None = None  # when the first piece arrived: the hop is what the worker did not count
         try:
             writer.write(request.encode())
+            sent_at = time.perf_counter()
             while True:
                 try:
                     line = await reader.readline()
@@ -109,13 +112,16 @@ class WorkerChatModel(StreamingChatModel):
                 if not line:
                     raise BackendError("the LLM worker died during the reply", retryable=True)
                 item = decode_reply(line)
+                if first_at is None:
+                    first_at = time.perf_counter()
                 if isinstance(item, str):
                     chunk = ChatGenerationChunk(message=AIMessageChunk(content=item))
                     if run_manager is not None:
                         await run_manager.on_llm_new_token(item, chunk=chunk)
                     yield chunk
                 elif isinstance(item, Done):
-                    yield _done_chunk(item)
+                    hop_ms = (first_at - sent_at) * 1000 - item.first_ms if item.output_tokens else None
+                    yield _done_chunk(item, hop_ms)
                     return
                 elif isinstance(item, Failure):
                     if item.kind == "preempted":
@@ -154,7 +160,10 @@ class WorkerChatModel(StreamingChatModel):
         thread.join()
 
 
-def _done_chunk(done: Done) -> ChatGenerationChunk:
+def _done_chunk(done: Done, hop_ms: float | None) -> ChatGenerationChunk:
+    """The reply's end: usage, why it ended, the worker's own timings and ``worker_hop_ms``, the time from
+    sending the request to reading its first piece less the worker's own time to that piece (the process
+    boundary: a Unix socket, JSON lines, the two event loops)."""
     usage = {
         "input_tokens": done.input_tokens,
         "output_tokens": done.output_tokens,
@@ -166,6 +175,7 @@ def _done_chunk(done: Done) -> ChatGenerationChunk:
             content="",
             usage_metadata=usage,  # type: ignore[arg-type]
             response_metadata={"finish_reason": done.finish, "worker_first_ms": done.first_ms,
-                               "worker_total_ms": done.total_ms},
+                               "worker_total_ms": done.total_ms,
+                               "worker_hop_ms": None if hop_ms is None else round(hop_ms, 3)},
         )
     )  # fmt: skip

@@ -33,6 +33,13 @@ log = logging.getLogger("dialogue.worker.process")
 
 
 async def _handle(engine: PooledEngine, info: Info, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(asyncio.CancelledError):  # cancelled at shutdown: nobody awaits a connection's task
+        await _serve_connection(engine, info, reader, writer)
+
+
+async def _serve_connection(
+    engine: PooledEngine, info: Info, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     loop = asyncio.get_running_loop()
     try:
         line = await reader.readline()

@@ -50,6 +50,9 @@ async def test_the_packaged_model_streams_tokens(backend: Backend, request: pyte
     assert len(usage) == 1 and 0 < usage[0]["output_tokens"] <= MAX_NEW_TOKENS
     finish = [c.response_metadata.get("finish_reason") for c in chunks if c.response_metadata.get("finish_reason")]
     assert finish in (["stop"], ["length"])
+    # the worker's client says what the process boundary added to the first piece (the bench reports it)
+    hops = [c.response_metadata["worker_hop_ms"] for c in chunks if "worker_hop_ms" in c.response_metadata]
+    assert len(hops) == 1 and isinstance(hops[0], float)
 
 
 async def test_a_reply_is_a_stream_of_well_formed_events(backend: Backend, settings: Settings) -> None:

@@ -51,6 +51,28 @@ class ToneTrack(MediaStreamTrack):
         return frame
 
 
+async def audio_flows_both_ways(session: PeerSession, track: MediaStreamTrack) -> None:
+    """The client's microphone (a ToneTrack) reaches the server as 48 kHz frames with energy, and what the
+    server's speaker plays reaches the client on ``track``."""
+    energies = []
+    async for frame in session.audio_frames():
+        assert frame.sample_rate == 48000
+        energies.append(float(np.abs(frame.samples.astype(np.float32)).mean()))
+        if len(energies) >= 25:
+            break
+    assert max(energies) > 1000
+    tone = (np.sin(np.arange(48000) * 2 * np.pi * 300 / 48000) * 12000).astype(np.int16)
+    writer = asyncio.create_task(session.speaker.write(tone))
+    loudest = 0.0
+    for _ in range(150):
+        frame = await asyncio.wait_for(track.recv(), 5)
+        loudest = max(loudest, float(np.abs(frame.to_ndarray().astype(np.float32)).mean()))
+        if loudest > 1000:
+            break
+    assert loudest > 1000
+    await asyncio.wait_for(writer, 5)
+
+
 @dataclass
 class Pair:
     client: RTCPeerConnection
@@ -99,26 +121,7 @@ async def test_audio_and_events_both_ways(pair: Pair) -> None:
     assert json.loads(await asyncio.wait_for(inbox.get(), 10)) == {"type": "state", "state": "listening"}
     assert json.loads(await asyncio.wait_for(inbox.get(), 10))["state"] == "thinking"
 
-    # client -> server: the microphone arrives as 48 kHz frames with energy
-    energies = []
-    async for frame in session.audio_frames():
-        assert frame.sample_rate == 48000
-        energies.append(float(np.abs(frame.samples.astype(np.float32)).mean()))
-        if len(energies) >= 25:
-            break
-    assert max(energies) > 1000
-
-    # server -> client: the character's voice
-    tone = (np.sin(np.arange(48000) * 2 * np.pi * 300 / 48000) * 12000).astype(np.int16)
-    writer = asyncio.create_task(session.speaker.write(tone))
-    loudest = 0.0
-    for _ in range(150):
-        frame = await asyncio.wait_for(track.recv(), 5)
-        loudest = max(loudest, float(np.abs(frame.to_ndarray().astype(np.float32)).mean()))
-        if loudest > 1000:
-            break
-    assert loudest > 1000
-    await asyncio.wait_for(writer, 5)
+    await audio_flows_both_ways(session, track)
     assert session.speaker.played_samples > 0
 
 

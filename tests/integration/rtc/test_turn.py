@@ -19,7 +19,6 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
@@ -27,7 +26,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from rtc import IceUnavailableError, PeerOptions, PeerSession
 from rtc.peer import IceServer
 from rtc.protocol import StateMessage, TextMessage
-from tests.integration.rtc.test_peers import ToneTrack
+from tests.integration.rtc.test_peers import ToneTrack, audio_flows_both_ways
 
 pytestmark = pytest.mark.integration
 
@@ -181,22 +180,7 @@ async def test_a_relay_only_session_carries_audio_and_events_through_turn(relaye
         break
 
     # the player's microphone reaches the server, the character's voice reaches the player
-    energies = []
-    async for frame in session.audio_frames():
-        energies.append(float(np.abs(frame.samples.astype(np.float32)).mean()))
-        if len(energies) >= 25:
-            break
-    assert max(energies) > 1000
-    tone = (np.sin(np.arange(48000) * 2 * np.pi * 300 / 48000) * 12000).astype(np.int16)
-    writer = asyncio.create_task(session.speaker.write(tone))
-    loudest = 0.0
-    for _ in range(150):
-        frame = await asyncio.wait_for(relayed.track.recv(), 5)
-        loudest = max(loudest, float(np.abs(frame.to_ndarray().astype(np.float32)).mean()))
-        if loudest > 1000:
-            break
-    assert loudest > 1000
-    await asyncio.wait_for(writer, 5)
+    await audio_flows_both_ways(session, relayed.track)
     allocated = [line for line in turn.log if "ALLOCATE processed, success" in line]
     assert any(f"user <{USER}>" in line for line in allocated), "".join(turn.log[-20:])
 

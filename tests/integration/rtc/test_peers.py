@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 import pytest
-from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
 from rtc import PeerOptions, PeerSession, SignalingError
@@ -88,9 +88,10 @@ class Pair:
         await asyncio.wait_for(self.opened.wait(), 10)
 
 
-@pytest.fixture
-async def pair() -> AsyncIterator[Pair]:
-    client = RTCPeerConnection()
+async def connect(options: PeerOptions = OPTIONS) -> Pair:
+    """A client peer (a ToneTrack microphone, the `events` channel) answered by a PeerSession with ``options``;
+    the caller closes both. An offer the session refuses raises, and the client is closed."""
+    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # host candidates only: nothing of its own
     client.addTrack(ToneTrack())
     channel = client.createDataChannel("events")
     inbox: asyncio.Queue[str] = asyncio.Queue()
@@ -100,16 +101,24 @@ async def pair() -> AsyncIterator[Pair]:
     remote: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
     client.on("track", lambda track: remote.done() or remote.set_result(track))
     await client.setLocalDescription(await client.createOffer())
-
-    session = await PeerSession.accept(client.localDescription.sdp, OPTIONS)
+    try:
+        session = await PeerSession.accept(client.localDescription.sdp, options)
+    except BaseException:
+        await client.close()
+        raise
     assert session.answer is not None and session.answer.type == "answer"
     await client.setRemoteDescription(session.answer)
-    track = await asyncio.wait_for(remote, 10)
+    return Pair(client, session, channel, inbox, await asyncio.wait_for(remote, 10), opened)
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[Pair]:
+    pair = await connect()
     try:
-        yield Pair(client, session, channel, inbox, track, opened)
+        yield pair
     finally:
-        await session.close()
-        await client.close()
+        await pair.session.close()
+        await pair.client.close()
 
 
 async def test_audio_and_events_both_ways(pair: Pair) -> None:

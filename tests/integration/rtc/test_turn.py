@@ -20,13 +20,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection
-from aiortc.mediastreams import MediaStreamTrack
 
-from rtc import IceUnavailableError, PeerOptions, PeerSession
+from rtc import IceUnavailableError, PeerOptions
 from rtc.peer import IceServer
 from rtc.protocol import StateMessage, TextMessage
-from tests.integration.rtc.test_peers import ToneTrack, audio_flows_both_ways
+from tests.integration.rtc.test_peers import Pair, audio_flows_both_ways, connect
 
 pytestmark = pytest.mark.integration
 
@@ -113,44 +111,13 @@ def turn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Turn]:
         process.stdout.close()
 
 
-@dataclass
-class Relayed:
-    client: RTCPeerConnection
-    session: PeerSession
-    inbox: asyncio.Queue[str]
-    track: MediaStreamTrack
-    opened: asyncio.Event
-
-
-async def _connect(options: PeerOptions) -> Relayed:
-    # the player's side: no TURN of its own (a player on an open network); it reaches the server's relay address
-    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    client.addTrack(ToneTrack())
-    channel = client.createDataChannel("events")
-    inbox: asyncio.Queue[str] = asyncio.Queue()
-    opened = asyncio.Event()
-    channel.on("message", inbox.put_nowait)
-    channel.on("open", opened.set)
-    remote: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
-    client.on("track", lambda track: remote.done() or remote.set_result(track))
-    client.channel = channel  # type: ignore[attr-defined]
-    await client.setLocalDescription(await client.createOffer())
-    try:
-        session = await PeerSession.accept(client.localDescription.sdp, options)
-    except BaseException:
-        await client.close()
-        raise
-    assert session.answer is not None
-    await client.setRemoteDescription(session.answer)
-    return Relayed(client, session, inbox, await asyncio.wait_for(remote, 10), opened)
-
-
 @pytest.fixture
-async def relayed(turn: Turn) -> AsyncIterator[Relayed]:
+async def relayed(turn: Turn) -> AsyncIterator[Pair]:
+    # the player's side has no TURN of its own (a player on an open network): it reaches the relay address
     options = PeerOptions(
         ice_servers=(IceServer((turn.url,), USER, PASSWORD),), ice_transport_policy="relay", allow_loopback=True
     )
-    pair = await _connect(options)
+    pair = await connect(options)
     try:
         yield pair
     finally:
@@ -162,7 +129,7 @@ def _candidates(sdp: str) -> list[str]:
     return [line for line in sdp.splitlines() if line.startswith("a=candidate:")]
 
 
-async def test_a_relay_only_session_carries_audio_and_events_through_turn(relayed: Relayed, turn: Turn) -> None:
+async def test_a_relay_only_session_carries_audio_and_events_through_turn(relayed: Pair, turn: Turn) -> None:
     session = relayed.session
     assert session.answer is not None
     offered = _candidates(session.answer.sdp)
@@ -174,7 +141,7 @@ async def test_a_relay_only_session_carries_audio_and_events_through_turn(relaye
     session.send(StateMessage(state="listening"))
     assert json.loads(await asyncio.wait_for(relayed.inbox.get(), 20)) == {"type": "state", "state": "listening"}
     await asyncio.wait_for(relayed.opened.wait(), 10)
-    relayed.client.channel.send('{"type":"text","text":"through the relay"}')  # type: ignore[attr-defined]
+    relayed.channel.send('{"type":"text","text":"through the relay"}')
     async for item in session.messages():
         assert item == TextMessage(type="text", text="through the relay")
         break
@@ -192,13 +159,13 @@ async def test_wrong_turn_credentials_refuse_the_offer_by_name(turn: Turn) -> No
         allow_loopback=True,
     )
     with pytest.raises(IceUnavailableError, match="gave no relay address") as caught:
-        await _connect(options)
+        await connect(options)
     assert caught.value.code == "turn_unavailable" and turn.url in str(caught.value)
 
 
 async def test_a_working_turn_adds_a_relay_candidate(turn: Turn, caplog: pytest.LogCaptureFixture) -> None:
     options = PeerOptions(ice_servers=(IceServer((turn.url,), USER, PASSWORD),), allow_loopback=True)
-    pair = await _connect(options)
+    pair = await connect(options)
     try:
         assert pair.session.answer is not None
         kinds = {c.split(" typ ")[1].split()[0] for c in _candidates(pair.session.answer.sdp)}

@@ -66,7 +66,7 @@ from llmasos.room import Room
 from llmasos.settings import Settings
 from llmasos.world import LayoutError, layout, vendor_problems
 from rtc import IceUnavailableError, PeerOptions, PeerSession, SignalingError
-from rtc.peer import IceServer, first_turn_url
+from rtc.peer import IceServer, first_turn_url, turn_urls
 from rtc.protocol import ErrorMessage, SessionMessage
 
 log = logging.getLogger(__name__)
@@ -138,8 +138,7 @@ def create_app(
             progress("WARNING: no authentication on a non-loopback address (server.auth = off)")
         servers = ice_servers(settings)
         turn = first_turn_url(servers)
-        others = [u for s in servers for u in s.urls if u.startswith(("turn:", "turns:")) and u != turn]
-        if others:  # aiortc allocates on one TURN server; clients get them all through /rtc/config
+        if [u for u in turn_urls(servers) if u != turn]:  # aiortc allocates on one; clients get all (/rtc/config)
             progress(f"the server relays through {turn} only; clients are given all TURN URLs")
         try:
             state.engine = await asyncio.to_thread(loader, settings, progress)

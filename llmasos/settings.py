@@ -58,10 +58,14 @@ class IceServerSettings(_Section):
                 raise ValueError(f"{url!r} is not a stun:, stuns:, turn: or turns: URL")
         return value
 
+    @property
+    def turn(self) -> bool:
+        """A TURN server (it has a ``turn:`` or ``turns:`` URL)."""
+        return any(u.startswith(("turn:", "turns:")) for u in self.urls)
+
     @model_validator(mode="after")
     def _credentials(self) -> IceServerSettings:
-        turn = any(u.startswith("turn") for u in self.urls)
-        if turn and (self.username is None or self.credential is None):
+        if self.turn and (self.username is None or self.credential is None):
             raise ValueError("a TURN server needs a username and a credential")
         return self
 
@@ -93,9 +97,11 @@ class ServerSettings(_Section):
     def _tls_pair(self) -> ServerSettings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together: set both (HTTPS) or neither")
-        turn = any(
-            not isinstance(s, str) and any(u.startswith(("turn:", "turns:")) for u in s.urls) for s in self.ice_servers
-        )
+        return self
+
+    @model_validator(mode="after")
+    def _relay_needs_turn(self) -> ServerSettings:
+        turn = any(not isinstance(s, str) and s.turn for s in self.ice_servers)  # a bare URL string has no credentials
         if self.ice_transport_policy == "relay" and not turn:
             raise ValueError("ice_transport_policy 'relay' needs a TURN server (with credentials) in ice_servers")
         return self

@@ -76,15 +76,19 @@ def rtc_configuration(servers: tuple[IceServer, ...], policy: IcePolicy = "all")
     )
 
 
+def turn_urls(servers: tuple[IceServer, ...]) -> list[str]:
+    """Every ``turn:`` and ``turns:`` URL, in order."""
+    return [url for server in servers for url in server.urls if url.startswith(("turn:", "turns:"))]
+
+
 def first_turn_url(servers: tuple[IceServer, ...]) -> str | None:
     """The TURN URL aiortc allocates on: it uses one TURN server, the first ``turn:`` (UDP or TCP) or
     ``turns:`` (TCP) URL; the rest are handed to clients only."""
-    for server in servers:
-        for url in server.urls:
-            if url.startswith("turn:") and "transport=tls" not in url:
-                return url
-            if url.startswith("turns:") and "transport=udp" not in url:
-                return url
+    for url in turn_urls(servers):
+        if url.startswith("turn:") and "transport=tls" not in url:
+            return url
+        if url.startswith("turns:") and "transport=udp" not in url:
+            return url
     return None
 
 

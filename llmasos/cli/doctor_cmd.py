@@ -38,8 +38,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(f"llm backend    {name}")
     backend = build_backend(settings)  # starts the worker as the server does (probes on first use)
     try:
-        if backend.engine is not None:
-            status = backend.engine.status()
+        status = backend.engine.status() if backend.engine is not None else {}
+        if status:
             print(f"llm worker     {status['state']}, pid {status['pid']}, restarts {status['restarts']}")
         choice = getattr(backend.model, "supervisor", None)
         choice = getattr(choice, "choice", None)
@@ -48,8 +48,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             for variant, outcome in choice.tried.items():
                 print(f"               {variant:<15} {outcome}")
             print(f"runs with      {choice.features}")
-        elif backend.engine is not None and backend.engine.status().get("runs_on"):
-            print(f"runs with      {backend.engine.status()['runs_on']}")
+        elif status.get("runs_on"):
+            print(f"runs with      {status['runs_on']}")
     finally:
         if backend.engine is not None:
             backend.engine.close()
